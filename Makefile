@@ -1,0 +1,83 @@
+# kubernaut-executor
+#
+# Tools are pinned and installed into ./bin; the local control plane's binaries are built once
+# into a cache outside the clone (KUBERNAUT_CACHE_DIR, default ~/.cache/kubernaut-executor).
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := help
+
+BIN ?= $(CURDIR)/bin
+export GOBIN := $(BIN)
+
+CONTROLLER_GEN_VERSION ?= v0.23.0
+GINKGO_VERSION ?= v2.34.0
+CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
+GINKGO := $(BIN)/ginkgo-$(GINKGO_VERSION)
+
+# KEEP=1 leaves the demo's control plane and manager running.
+KEEP ?=
+# Test flags: GINKGO_ARGS for the suites (for example --focus=timeout).
+GINKGO_ARGS ?=
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
+	$(CONTROLLER_GEN) object paths="./api/..."
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs and the manager's RBAC into config/.
+	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd
+	$(CONTROLLER_GEN) rbac:roleName=kubernaut-executor-manager paths="./controllers/..." output:rbac:artifacts:config=config/rbac
+
+.PHONY: verify
+verify: generate manifests ## Fail when generated files are stale or code is unformatted.
+	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	go vet ./...
+
+.PHONY: build
+build: ## Build the manager, the action image's binary and the local control plane tool.
+	go build -o $(BIN)/manager .
+	go build -o $(BIN)/kubernaut-actions ./actions
+	go build -o $(BIN)/localcluster ./test/cmd/localcluster
+
+.PHONY: controlplane
+controlplane: ## Build (or reuse from the cache) etcd, kube-apiserver and kube-controller-manager.
+	@test/tools/build-control-plane.sh >/dev/null
+
+##@ Test
+
+.PHONY: test
+test: controlplane build $(GINKGO) ## Run every test: unit tests and the suites on the local control plane.
+	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" KUBERNAUT_BIN="$(BIN)" \
+		$(GINKGO) -r --randomize-all --timeout=25m $(GINKGO_ARGS) ./...
+
+.PHONY: cluster
+cluster: controlplane build ## Start the local control plane by hand; prints KUBECONFIG=<path>. Ctrl-C stops it.
+	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" $(BIN)/localcluster --bin-dir $(BIN) --dir $(CURDIR)/.work/cluster
+
+.PHONY: demo
+demo: controlplane build ## Run an execution end to end on the local control plane (KEEP=1 keeps it running).
+	KEEP="$(KEEP)" BIN="$(BIN)" KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" test/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Stop what `make demo KEEP=1` left running.
+	BIN="$(BIN)" test/demo.sh --down
+
+##@ Tools
+
+$(CONTROLLER_GEN):
+	go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	mv $(BIN)/controller-gen $@
+
+$(GINKGO):
+	go install github.com/onsi/ginkgo/v2/ginkgo@$(GINKGO_VERSION)
+	mv $(BIN)/ginkgo $@

@@ -1,0 +1,67 @@
+// Command kubernaut-actions is the project's action image: one binary, one subcommand per
+// action. The executor runs it in a Job with the execution's target and parameters in its
+// environment; it writes its result to the termination message and exits 0 (succeeded),
+// 1 (failed, a retry may help) or 2 (failed, do not retry).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+
+	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+)
+
+// action runs one action and returns its result and exit code.
+type action func(ctx context.Context, env Env) (result.Result, int)
+
+// actions is the catalogue, by subcommand.
+var actions = map[string]action{
+	"test-action": testAction,
+}
+
+func main() {
+	name := os.Getenv("ACTION_TYPE")
+	if len(os.Args) > 1 {
+		name = os.Args[1]
+	}
+	run, ok := actions[name]
+	if !ok {
+		finish(result.Result{Error: fmt.Sprintf("unknown action %q; known: %v", name, known())}, result.ExitDoNotRetry)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	env, err := readEnv()
+	if err != nil {
+		finish(result.Result{Error: err.Error()}, result.ExitDoNotRetry)
+	}
+	res, code := run(ctx, env)
+	stop()
+	finish(res, code)
+}
+
+// finish writes the result, prints it for the log, and exits.
+func finish(res result.Result, code int) {
+	if res.Output != "" {
+		fmt.Println(res.Output)
+	}
+	if res.Error != "" {
+		fmt.Fprintln(os.Stderr, "error:", res.Error)
+	}
+	if err := result.Write(res); err != nil {
+		fmt.Fprintln(os.Stderr, "writing the termination message:", err)
+	}
+	os.Exit(code)
+}
+
+func known() []string {
+	names := make([]string, 0, len(actions))
+	for n := range actions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

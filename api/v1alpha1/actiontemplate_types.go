@@ -1,0 +1,190 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ActionTemplateSpec defines an action type: what runs, with which inputs, on which targets,
+// with which permissions.
+type ActionTemplateSpec struct {
+	// description says what the action does, for people choosing one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Description string `json:"description,omitempty"`
+
+	// image is the container image that runs the action. The manager may map a short name
+	// (for example kubernaut-actions) to a full reference with its --action-images flag.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image"`
+
+	// command overrides the image's entrypoint. Each item is a Go template rendered with
+	// .Parameters, .Target, .Execution and .DryRun and sprig's hermetic functions; each rendered
+	// item is one argv entry, never passed through a shell.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Command []string `json:"command,omitempty"`
+
+	// args are the arguments, templated as command is.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Args []string `json:"args,omitempty"`
+
+	// env adds environment variables whose values are templated as command is. The names
+	// the executor sets itself (ACTION_TYPE, TARGET_*, ACTION_PARAMETERS, DRY_RUN, EXECUTION_*)
+	// cannot be overridden.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Env []TemplatedEnvVar `json:"env,omitempty"`
+
+	// parameters is the JSON Schema (draft 7) that an execution's parameters must satisfy.
+	// Top-level defaults are applied before the action runs.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
+	Parameters *apiextensionsv1.JSON `json:"parameters,omitempty"`
+
+	// targetKinds lists the target kinds the action accepts, for example [Deployment].
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Pattern=`^[A-Z][A-Za-z0-9]*$`
+	TargetKinds []string `json:"targetKinds"`
+
+	// rbac is what the action's ServiceAccount may do while an execution runs.
+	// +optional
+	RBAC ActionRBAC `json:"rbac,omitempty"`
+
+	// defaultTimeout applies to executions that set no timeout.
+	// +optional
+	// +kubebuilder:default="5m"
+	DefaultTimeout *metav1.Duration `json:"defaultTimeout,omitempty"`
+
+	// maxTimeout is the longest timeout an execution may ask for.
+	// +optional
+	// +kubebuilder:default="30m"
+	MaxTimeout *metav1.Duration `json:"maxTimeout,omitempty"`
+
+	// retryPolicy says which failures are retried.
+	// +optional
+	RetryPolicy RetryPolicy `json:"retryPolicy,omitempty"`
+
+	// resources are the action container's requests and limits. When unset, small defaults apply.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// TemplatedEnvVar is an environment variable whose value is a Go template.
+type TemplatedEnvVar struct {
+	// name of the variable.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	Name string `json:"name"`
+
+	// value is a Go template, rendered as command is.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Value string `json:"value,omitempty"`
+}
+
+// RBACScope says where an action's rules are granted.
+// +kubebuilder:validation:Enum=Namespaced;Cluster
+type RBACScope string
+
+const (
+	// RBACScopeNamespaced grants the rules in the target's namespace only.
+	RBACScopeNamespaced RBACScope = "Namespaced"
+	// RBACScopeCluster grants the rules cluster-wide, for cluster-scoped targets such as nodes.
+	RBACScopeCluster RBACScope = "Cluster"
+)
+
+// ActionRBAC is the permission an action needs.
+type ActionRBAC struct {
+	// rules are the permissions the action needs. Rules on the target's own resource are
+	// narrowed to the target's name when granted.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Rules []rbacv1.PolicyRule `json:"rules,omitempty"`
+
+	// scope is Namespaced (the target's namespace) or Cluster (cluster-scoped targets).
+	// +optional
+	// +kubebuilder:default=Namespaced
+	Scope RBACScope `json:"scope,omitempty"`
+}
+
+// RetryPolicy says which failed attempts are retried.
+type RetryPolicy struct {
+	// idempotent is true when running the action twice has the effect of running it once.
+	// Failed attempts of a non-idempotent action are not retried.
+	// +optional
+	// +kubebuilder:default=true
+	Idempotent *bool `json:"idempotent,omitempty"`
+
+	// nonRetryableExitCodes are exit codes that mean "failed, do not retry".
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	NonRetryableExitCodes []int32 `json:"nonRetryableExitCodes,omitempty"`
+
+	// maxRetries caps spec.maxRetries of the template's executions.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	MaxRetries *int32 `json:"maxRetries,omitempty"`
+}
+
+// ActionTemplateStatus is what the executor observed of a template.
+type ActionTemplateStatus struct {
+	// conditions: Ready, and the facts behind it.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the generation this status was computed from.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// ActionTemplate defines an action type that KubernetesExecutions run by name.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=atpl,categories=kubernaut
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.image`
+// +kubebuilder:printcolumn:name="Kinds",type=string,JSONPath=`.spec.targetKinds`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+type ActionTemplate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec defines the action.
+	// +required
+	Spec ActionTemplateSpec `json:"spec"`
+
+	// status is what the executor observed.
+	// +optional
+	Status ActionTemplateStatus `json:"status,omitempty"`
+}
+
+// ActionTemplateList is a list of ActionTemplates.
+// +kubebuilder:object:root=true
+type ActionTemplateList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ActionTemplate `json:"items"`
+}

@@ -1,0 +1,41 @@
+package v1alpha1
+
+// Condition types.
+const (
+	// ConditionReady is True when the object did what it is for: an execution Completed, a
+	// template usable by executions.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the executor is still working towards a final state.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when no progress is possible without a change by a person.
+	ConditionStalled = "Stalled"
+)
+
+// Reasons used by KubernetesExecution conditions and attempts.
+const (
+	// ReasonSucceeded: the action reported success.
+	ReasonSucceeded = "Succeeded"
+	// ReasonProgressing: an attempt's Job is being created or is running.
+	ReasonProgressing = "Progressing"
+	// ReasonBackingOff: an attempt failed; the next one waits for its backoff.
+	ReasonBackingOff = "BackingOff"
+	// ReasonWaitingForTemplate: the action's template is not usable yet.
+	ReasonWaitingForTemplate = "WaitingForTemplate"
+	// ReasonActionFailed: the action ran and reported failure (or exited non-zero).
+	ReasonActionFailed = "ActionFailed"
+	// ReasonNonRetryable: the failure may not be retried (non-idempotent action or an exit code
+	// the template marks as final).
+	ReasonNonRetryable = "NonRetryableFailure"
+	// ReasonMaxRetriesExceeded: every allowed attempt failed.
+	ReasonMaxRetriesExceeded = "MaxRetriesExceeded"
+	// ReasonTimedOut: the execution ran past its timeout.
+	ReasonTimedOut = "TimedOut"
+	// ReasonDeadlineExceeded: the Job controller stopped an attempt at its active deadline.
+	ReasonDeadlineExceeded = "DeadlineExceeded"
+	// ReasonJobDeleted: an attempt's Job disappeared before it finished.
+	ReasonJobDeleted = "JobDeleted"
+	// ReasonImagePullFailed: the action's image could not be pulled or run.
+	ReasonImagePullFailed = "ImagePullFailed"
+	// ReasonValidationFailed: the execution does not fit its template; it never runs.
+	ReasonValidationFailed = "ValidationFailed"
+)

@@ -1,0 +1,221 @@
+package controllers
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/internal/render"
+	"github.com/kubernaut/kubernaut-executor/internal/validation"
+)
+
+// Labels the executor puts on the Jobs and pods it creates.
+const (
+	// LabelExecution names the KubernetesExecution (shortened with a hash when longer than 63).
+	LabelExecution = "kubernaut.io/execution"
+	// LabelActionType names the action's template.
+	LabelActionType = "kubernaut.io/action-type"
+	// LabelAttempt is the attempt number, from 1.
+	LabelAttempt = "kubernaut.io/attempt"
+	// LabelManagedBy marks objects the executor manages.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy.
+	ManagedByValue = "kubernaut-executor"
+
+	// ActionContainerName is the name of the container that runs the action.
+	ActionContainerName = "action"
+
+	// actionUID is the user and group the action runs as when its image does not say.
+	actionUID = 65532
+)
+
+// Environment variables the executor sets on every action container. Templates cannot
+// override them.
+const (
+	EnvActionType         = "ACTION_TYPE"
+	EnvTargetNamespace    = "TARGET_NAMESPACE"
+	EnvTargetKind         = "TARGET_KIND"
+	EnvTargetName         = "TARGET_NAME"
+	EnvActionParameters   = "ACTION_PARAMETERS"
+	EnvDryRun             = "DRY_RUN"
+	EnvExecutionName      = "EXECUTION_NAME"
+	EnvExecutionNamespace = "EXECUTION_NAMESPACE"
+	EnvExecutionAttempt   = "EXECUTION_ATTEMPT"
+)
+
+// reservedEnv are the names above, which a template's env may not set.
+var reservedEnv = map[string]bool{
+	EnvActionType: true, EnvTargetNamespace: true, EnvTargetKind: true, EnvTargetName: true,
+	EnvActionParameters: true, EnvDryRun: true, EnvExecutionName: true, EnvExecutionNamespace: true,
+	EnvExecutionAttempt: true,
+}
+
+// defaultResources apply to actions whose template sets none: enough for a client-go binary.
+var defaultResources = corev1.ResourceRequirements{
+	Requests: corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("10m"),
+		corev1.ResourceMemory: resource.MustParse("32Mi"),
+	},
+	Limits: corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("500m"),
+		corev1.ResourceMemory: resource.MustParse("128Mi"),
+	},
+}
+
+// jobInput is everything buildJob needs; it is pure so that the Job an execution gets can be
+// tested without an API server.
+type jobInput struct {
+	Execution *v1alpha1.KubernetesExecution
+	Template  *v1alpha1.ActionTemplate
+	Attempt   int32
+	// Remaining is the time left before the execution's timeout.
+	Remaining time.Duration
+	// TTL is how long a finished Job is kept.
+	TTL time.Duration
+	// Images maps template image names to the references to run.
+	Images map[string]string
+}
+
+// buildJob returns the Job for one attempt. The owner reference is set by the caller.
+func buildJob(in jobInput) (*batchv1.Job, error) {
+	obj, tpl := in.Execution, in.Template
+	target := obj.Spec.Action.Target
+
+	params, err := render.Parameters(validation.RawParameters(obj), schemaBytes(tpl))
+	if err != nil {
+		return nil, err
+	}
+	paramsJSON, err := json.Marshal(params)
+	if err != nil {
+		return nil, fmt.Errorf("encoding parameters: %w", err)
+	}
+	data := &render.Data{
+		Parameters: params,
+		Target:     render.Target{Namespace: target.Namespace, Kind: target.ResourceKind, Name: target.ResourceName},
+		Execution:  render.Execution{Name: obj.Name, Namespace: obj.Namespace, Attempt: in.Attempt},
+		DryRun:     obj.Spec.DryRun,
+	}
+	command, err := render.Strings("command", tpl.Spec.Command, data)
+	if err != nil {
+		return nil, fmt.Errorf("rendering command: %w", err)
+	}
+	args, err := render.Strings("args", tpl.Spec.Args, data)
+	if err != nil {
+		return nil, fmt.Errorf("rendering args: %w", err)
+	}
+	var env []corev1.EnvVar
+	for _, e := range tpl.Spec.Env {
+		if reservedEnv[e.Name] {
+			continue
+		}
+		v, err := render.String("env "+e.Name, e.Value, data)
+		if err != nil {
+			return nil, fmt.Errorf("rendering env: %w", err)
+		}
+		env = append(env, corev1.EnvVar{Name: e.Name, Value: v})
+	}
+	env = append(env,
+		corev1.EnvVar{Name: EnvActionType, Value: obj.Spec.Action.Type},
+		corev1.EnvVar{Name: EnvTargetNamespace, Value: target.Namespace},
+		corev1.EnvVar{Name: EnvTargetKind, Value: target.ResourceKind},
+		corev1.EnvVar{Name: EnvTargetName, Value: target.ResourceName},
+		corev1.EnvVar{Name: EnvActionParameters, Value: string(paramsJSON)},
+		corev1.EnvVar{Name: EnvDryRun, Value: strconv.FormatBool(obj.Spec.DryRun)},
+		corev1.EnvVar{Name: EnvExecutionName, Value: obj.Name},
+		corev1.EnvVar{Name: EnvExecutionNamespace, Value: obj.Namespace},
+		corev1.EnvVar{Name: EnvExecutionAttempt, Value: strconv.Itoa(int(in.Attempt))},
+	)
+
+	image := tpl.Spec.Image
+	if mapped, ok := in.Images[image]; ok {
+		image = mapped
+	}
+	resources := defaultResources
+	if tpl.Spec.Resources != nil {
+		resources = *tpl.Spec.Resources
+	}
+	labels := map[string]string{
+		LabelExecution:  LabelValue(obj.Name),
+		LabelActionType: obj.Spec.Action.Type,
+		LabelAttempt:    strconv.Itoa(int(in.Attempt)),
+		LabelManagedBy:  ManagedByValue,
+	}
+	// The Job controller stops the pod at the execution's deadline even if the manager is down.
+	deadline := max(int64(math.Ceil(in.Remaining.Seconds())), 1)
+
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      JobName(obj.Name, in.Attempt),
+			Namespace: obj.Namespace,
+			Labels:    labels,
+		},
+		Spec: batchv1.JobSpec{
+			// The executor retries, with its own backoff and its own record of attempts.
+			BackoffLimit:          ptr.To[int32](0),
+			ActiveDeadlineSeconds: ptr.To(deadline),
+			// A pod lost to disruption (eviction, node drain, preemption) is not the action's
+			// failure: the Job controller replaces it without counting it.
+			PodFailurePolicy: &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{
+				Action:          batchv1.PodFailurePolicyActionIgnore,
+				OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}},
+			}}},
+			TTLSecondsAfterFinished: ptr.To(int32(in.TTL.Seconds())),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					ServiceAccountName:            ActionServiceAccountName(obj.Spec.Action.Type),
+					AutomountServiceAccountToken:  ptr.To(true),
+					EnableServiceLinks:            ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To[int64](10),
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot:   ptr.To(true),
+						RunAsUser:      ptr.To[int64](actionUID),
+						RunAsGroup:     ptr.To[int64](actionUID),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{{
+						Name:    ActionContainerName,
+						Image:   image,
+						Command: command,
+						Args:    args,
+						Env:     env,
+						// The action writes its result here; when it writes none and fails, the
+						// kubelet puts the tail of its log here instead.
+						TerminationMessagePath:   corev1.TerminationMessagePathDefault,
+						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+						Resources:                resources,
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							RunAsNonRoot:             ptr.To(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+						VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+					}},
+					Volumes: []corev1.Volume{{
+						Name:         "tmp",
+						VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("64Mi"))}},
+					}},
+				},
+			},
+		},
+	}
+	return job, nil
+}
+
+func schemaBytes(tpl *v1alpha1.ActionTemplate) []byte {
+	if tpl.Spec.Parameters == nil {
+		return nil
+	}
+	return tpl.Spec.Parameters.Raw
+}

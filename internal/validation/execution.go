@@ -1,0 +1,99 @@
+// Package validation holds the checks of an execution against its template that need no API
+// call. The admission webhook runs them at kubectl apply; the controller runs them again before
+// it creates any Job, so a bypassed webhook still runs no bad Job.
+package validation
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/internal/render"
+)
+
+// Fallbacks for templates whose defaulted fields are unset (objects built in Go, not through
+// the API server, which applies the CRD defaults).
+const (
+	fallbackDefaultTimeout = 5 * time.Minute
+	fallbackMaxTimeout     = 30 * time.Minute
+)
+
+var (
+	actionPath = field.NewPath("spec", "action")
+	targetPath = actionPath.Child("target")
+)
+
+// Execution returns every way obj does not fit tpl.
+func Execution(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) field.ErrorList {
+	var errs field.ErrorList
+	spec := &obj.Spec
+	target := spec.Action.Target
+
+	if !slices.Contains(tpl.Spec.TargetKinds, target.ResourceKind) {
+		errs = append(errs, field.NotSupported(targetPath.Child("resourceKind"), target.ResourceKind, tpl.Spec.TargetKinds))
+	}
+	if target.ResourceName == "" {
+		errs = append(errs, field.Required(targetPath.Child("resourceName"), "the action needs an object to act on"))
+	}
+	if tpl.Spec.RBAC.Scope != v1alpha1.RBACScopeCluster && target.Namespace == "" {
+		errs = append(errs, field.Required(targetPath.Child("namespace"),
+			fmt.Sprintf("action %q acts on namespaced objects", tpl.Name)))
+	}
+
+	if spec.Timeout != nil {
+		max := MaxTimeout(tpl)
+		switch {
+		case spec.Timeout.Duration <= 0:
+			errs = append(errs, field.Invalid(field.NewPath("spec", "timeout"), spec.Timeout.Duration.String(), "must be positive"))
+		case spec.Timeout.Duration > max:
+			errs = append(errs, field.Invalid(field.NewPath("spec", "timeout"), spec.Timeout.Duration.String(),
+				fmt.Sprintf("must be at most %s, the maxTimeout of action %q", max, tpl.Name)))
+		}
+	}
+	if limit := tpl.Spec.RetryPolicy.MaxRetries; limit != nil && MaxRetries(obj) > *limit {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "maxRetries"), MaxRetries(obj),
+			fmt.Sprintf("must be at most %d, the retry cap of action %q", *limit, tpl.Name)))
+	}
+	if _, err := render.Parameters(RawParameters(obj), nil); err != nil {
+		errs = append(errs, field.Invalid(actionPath.Child("parameters"), "", err.Error()))
+	}
+	return errs
+}
+
+// Timeout is the execution's effective timeout: its own, or its template's default.
+func Timeout(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) time.Duration {
+	if obj.Spec.Timeout != nil && obj.Spec.Timeout.Duration > 0 {
+		return obj.Spec.Timeout.Duration
+	}
+	if d := tpl.Spec.DefaultTimeout; d != nil && d.Duration > 0 {
+		return d.Duration
+	}
+	return fallbackDefaultTimeout
+}
+
+// MaxTimeout is the longest timeout tpl allows.
+func MaxTimeout(tpl *v1alpha1.ActionTemplate) time.Duration {
+	if d := tpl.Spec.MaxTimeout; d != nil && d.Duration > 0 {
+		return d.Duration
+	}
+	return fallbackMaxTimeout
+}
+
+// MaxRetries is the execution's effective retry budget.
+func MaxRetries(obj *v1alpha1.KubernetesExecution) int32 {
+	if obj.Spec.MaxRetries != nil {
+		return *obj.Spec.MaxRetries
+	}
+	return v1alpha1.DefaultMaxRetries
+}
+
+// RawParameters returns the execution's parameters as raw JSON, nil when unset.
+func RawParameters(obj *v1alpha1.KubernetesExecution) []byte {
+	if obj.Spec.Action.Parameters == nil {
+		return nil
+	}
+	return obj.Spec.Action.Parameters.Raw
+}

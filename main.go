@@ -1,0 +1,122 @@
+// Command manager runs the kubernaut-executor controllers.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/controllers"
+)
+
+// version is the release, stamped at build time; it picks the default action image tag.
+var version = "dev"
+
+func main() {
+	var (
+		metricsAddr, probeAddr string
+		leaderElect            bool
+		images                 string
+		opts                   = controllers.ExecutorOptions{Backoff: controllers.DefaultBackoff}
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles at a time.")
+	flag.DurationVar(&opts.Backoff.Base, "retry-backoff", opts.Backoff.Base, "Delay before the first retry of a failed attempt; doubles with each retry.")
+	flag.DurationVar(&opts.Backoff.Max, "retry-backoff-max", opts.Backoff.Max, "Longest delay between attempts, before jitter.")
+	flag.Float64Var(&opts.Backoff.Jitter, "retry-jitter", opts.Backoff.Jitter, "Largest random fraction added to a retry delay.")
+	flag.DurationVar(&opts.JobTTL, "job-ttl", 24*time.Hour, "How long a finished Job and its pod are kept.")
+	flag.StringVar(&images, "action-images", "kubernaut-actions=ghcr.io/kubernaut/kubernaut-actions:"+version,
+		"Comma-separated name=reference pairs: templates whose image is <name> run <reference>.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	var err error
+	if opts.ActionImages, err = parseImages(images); err != nil {
+		log.Error(err, "invalid --action-images")
+		os.Exit(2)
+	}
+
+	scheme := runtime.NewScheme()
+	must(clientgoscheme.AddToScheme(scheme))
+	must(v1alpha1.AddToScheme(scheme))
+
+	// The manager caches only the Jobs and pods it created, not every Job and pod in the cluster.
+	managed := labels.SelectorFromSet(labels.Set{controllers.LabelManagedBy: controllers.ManagedByValue})
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         leaderElect,
+		LeaderElectionID:       "kubernaut-executor.kubernaut.io",
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&batchv1.Job{}: {Label: managed},
+			&corev1.Pod{}:  {Label: managed},
+		}},
+	})
+	if err != nil {
+		log.Error(err, "unable to create the manager")
+		os.Exit(1)
+	}
+	if err := (&controllers.KubernetesExecutionReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("kubernaut-executor"),
+		Clock:     clock.RealClock{},
+		Random:    rand.Float64,
+		Options:   opts,
+	}).SetupWithManager(mgr); err != nil {
+		log.Error(err, "unable to set up the KubernetesExecution controller")
+		os.Exit(1)
+	}
+	must(mgr.AddHealthzCheck("healthz", healthz.Ping))
+	must(mgr.AddReadyzCheck("readyz", healthz.Ping))
+
+	log.Info("starting the manager", "version", version)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "the manager stopped")
+		os.Exit(1)
+	}
+}
+
+// parseImages reads name=reference pairs separated by commas.
+func parseImages(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, pair := range strings.Split(s, ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		name, ref, ok := strings.Cut(pair, "=")
+		if !ok || name == "" || ref == "" {
+			return nil, fmt.Errorf("%q is not name=reference", pair)
+		}
+		out[name] = ref
+	}
+	return out, nil
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}

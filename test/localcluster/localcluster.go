@@ -1,0 +1,206 @@
+// Package localcluster runs a real Kubernetes control plane on this machine for the tests and
+// the demo: etcd and kube-apiserver (through envtest, with RBAC, ServiceAccount admission and
+// Pod Security admission), kube-controller-manager (the real Job, garbage-collector, namespace,
+// ServiceAccount and RBAC aggregation controllers) and the node agent in place of a kubelet.
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/kubernaut/kubernaut-executor/test/nodeagent"
+)
+
+// NodeName is the one Node of the local control plane.
+const NodeName = "local-node"
+
+// Options configure a Cluster.
+type Options struct {
+	// AssetsDir holds etcd, kube-apiserver and kube-controller-manager (KUBEBUILDER_ASSETS).
+	AssetsDir string
+	// Dir receives the kubeconfig, logs and the node agent's files. Created if missing.
+	Dir string
+	// CRDDirs are installed before Start returns.
+	CRDDirs []string
+	// Images maps image repositories to the binaries the node agent runs for them.
+	Images map[string]string
+}
+
+// Cluster is a running local control plane.
+type Cluster struct {
+	// Config is an administrator's client config (system:masters).
+	Config *rest.Config
+	// Kubeconfig is the path of the administrator's kubeconfig.
+	Kubeconfig string
+	// Agent is the node agent.
+	Agent *nodeagent.Agent
+
+	env       *envtest.Environment
+	kcm       *exec.Cmd
+	kcmDone   chan error
+	stopAgent context.CancelFunc
+	agentDone chan error
+}
+
+// Start starts the control plane and returns once pods can run: kube-controller-manager has
+// created the default ServiceAccount and the node agent has registered its Node.
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	if opts.AssetsDir == "" {
+		opts.AssetsDir = os.Getenv("KUBEBUILDER_ASSETS")
+	}
+	if opts.AssetsDir == "" {
+		return nil, errors.New("no control plane binaries: set KUBEBUILDER_ASSETS (make controlplane builds them)")
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	c := &Cluster{env: &envtest.Environment{
+		BinaryAssetsDirectory:    opts.AssetsDir,
+		CRDDirectoryPaths:        opts.CRDDirs,
+		ErrorIfCRDPathMissing:    len(opts.CRDDirs) > 0,
+		ControlPlaneStartTimeout: 90 * time.Second,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}}
+	api := c.env.ControlPlane.GetAPIServer()
+	// envtest turns ServiceAccount admission off; a real cluster has it, and with it a pod that
+	// names a missing ServiceAccount is refused.
+	api.Configure().Disable("disable-admission-plugins")
+	defer func() {
+		if err != nil {
+			_ = c.Stop()
+		}
+	}()
+	if c.Config, err = c.env.Start(); err != nil {
+		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
+	}
+	admin, err := c.env.AddUser(envtest.User{Name: "local-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.Config = admin.Config()
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	c.Kubeconfig = filepath.Join(opts.Dir, "kubeconfig")
+	if err := os.WriteFile(c.Kubeconfig, kubeconfig, 0o600); err != nil {
+		return nil, err
+	}
+	if err := c.startControllerManager(opts, api.CertDir); err != nil {
+		return nil, err
+	}
+	clientset, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitForDefaultServiceAccount(ctx, clientset); err != nil {
+		return nil, fmt.Errorf("kube-controller-manager did not start (see %s): %w", filepath.Join(opts.Dir, "kube-controller-manager.log"), err)
+	}
+
+	c.Agent = nodeagent.New(nodeagent.Config{
+		NodeName: NodeName, Client: clientset, RESTConfig: c.Config, Images: opts.Images,
+		Dir: filepath.Join(opts.Dir, "node"),
+	})
+	agentCtx, cancel := context.WithCancel(context.Background())
+	c.stopAgent, c.agentDone = cancel, make(chan error, 1)
+	go func() { c.agentDone <- c.Agent.Run(agentCtx) }()
+	select {
+	case <-c.Agent.Ready():
+	case err := <-c.agentDone:
+		c.agentDone <- err
+		return nil, fmt.Errorf("node agent: %w", err)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return c, nil
+}
+
+// startControllerManager runs kube-controller-manager against the API server. The node
+// lifecycle controller is off: the node agent sends no heartbeats, and nothing here needs
+// evictions for an unreachable node.
+func (c *Cluster) startControllerManager(opts Options, certDir string) error {
+	caFile := filepath.Join(opts.Dir, "ca.crt")
+	if err := os.WriteFile(caFile, c.Config.CAData, 0o600); err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(opts.Dir, "kube-controller-manager.log"))
+	if err != nil {
+		return err
+	}
+	c.kcm = exec.Command(filepath.Join(opts.AssetsDir, "kube-controller-manager"),
+		"--kubeconfig="+c.Kubeconfig,
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--controllers=*,-node-lifecycle-controller,-node-ipam-controller",
+		"--service-account-private-key-file="+filepath.Join(certDir, "sa-signer.key"),
+		"--root-ca-file="+caFile,
+		"--use-service-account-credentials=false",
+		"--concurrent-job-syncs=5",
+		"--v=1",
+	)
+	c.kcm.Stdout, c.kcm.Stderr = logFile, logFile
+	if err := c.kcm.Start(); err != nil {
+		return fmt.Errorf("starting kube-controller-manager: %w", err)
+	}
+	c.kcmDone = make(chan error, 1)
+	go func() { c.kcmDone <- c.kcm.Wait(); logFile.Close() }()
+	return nil
+}
+
+func waitForDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+}
+
+// Stop stops the node agent (killing the processes it runs), kube-controller-manager, the API
+// server and etcd.
+func (c *Cluster) Stop() error {
+	var errs []error
+	if c.stopAgent != nil {
+		c.stopAgent()
+		if err := <-c.agentDone; err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	if c.kcm != nil && c.kcm.Process != nil {
+		_ = c.kcm.Process.Kill()
+		<-c.kcmDone
+	}
+	if err := c.env.Stop(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Namespace creates a namespace with labels and returns its name; names are unique per call.
+func (c *Cluster) Namespace(ctx context.Context, prefix string, labels map[string]string) (string, error) {
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return "", err
+	}
+	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		GenerateName: prefix + "-", Labels: labels,
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return ns.Name, nil
+}
