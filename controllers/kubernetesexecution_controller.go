@@ -74,6 +74,9 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if err := r.stopAbandonedJobs(ctx, obj); err != nil {
+		return ctrl.Result{}, err
+	}
 	if obj.Status.Phase.IsTerminal() {
 		return ctrl.Result{}, nil
 	}
@@ -173,7 +176,7 @@ func (r *KubernetesExecutionReconciler) reconcileCurrentAttempt(ctx context.Cont
 			fmt.Sprintf("The action succeeded on attempt %d", a.Number), now)
 	case finished.Reason == batchv1.JobReasonDeadlineExceeded:
 		a.Reason, a.Message = v1alpha1.ReasonDeadlineExceeded, finished.Message
-		return r.timeOut(ctx, obj, nil, now)
+		timeOut(obj, now)
 	default:
 		a.Reason, a.Message = v1alpha1.ReasonActionFailed, truncate(o.Error)
 		r.afterFailure(obj, tpl, a, o, now)
@@ -182,7 +185,7 @@ func (r *KubernetesExecutionReconciler) reconcileCurrentAttempt(ctx context.Cont
 }
 
 // watchRunningAttempt keeps a running attempt in Running, and ends it early when its pod
-// cannot start because its image cannot be pulled.
+// cannot start because its image cannot be pulled (its Job is deleted once that is recorded).
 func (r *KubernetesExecutionReconciler) watchRunningAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, a *v1alpha1.Attempt, job *batchv1.Job, now time.Time) error {
 	pods, err := r.jobPods(ctx, r.Client, job)
 	if err != nil {
@@ -191,9 +194,6 @@ func (r *KubernetesExecutionReconciler) watchRunningAttempt(ctx context.Context,
 	for i := range pods {
 		for _, cs := range pods[i].Status.ContainerStatuses {
 			if w := cs.State.Waiting; w != nil && imagePullReasons[w.Reason] {
-				if err := r.deleteJob(ctx, job); err != nil {
-					return err
-				}
 				a.EndTime, a.Reason = &metav1.Time{Time: now}, v1alpha1.ReasonImagePullFailed
 				a.Message = truncate(fmt.Sprintf("%s: image %s: %s", w.Reason, cs.Image, w.Message))
 				r.afterFailure(obj, tpl, a, outcome{Error: a.Message}, now)
@@ -245,34 +245,25 @@ func nonRetryable(tpl *v1alpha1.ActionTemplate, a *v1alpha1.Attempt) string {
 	return ""
 }
 
-// reconcileTimeout ends the execution as TimedOut once its timeout has passed, stopping the
-// running Job.
+// reconcileTimeout ends the execution as TimedOut once its timeout has passed.
 func (r *KubernetesExecutionReconciler) reconcileTimeout(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, now time.Time) error {
 	if obj.Status.Phase.IsTerminal() || now.Before(deadline(obj, tpl)) {
 		return nil
 	}
 	a := lastAttempt(obj)
 	if a == nil || a.Finished() {
-		return r.timeOut(ctx, obj, nil, now)
+		timeOut(obj, now)
+		return nil
 	}
 	a.EndTime, a.Reason = &metav1.Time{Time: now}, v1alpha1.ReasonTimedOut
 	a.Message = "stopped at the execution's timeout"
-	return r.timeOut(ctx, obj, a, now)
+	timeOut(obj, now)
+	return nil
 }
 
-// timeOut deletes the Job of the last attempt (its pod goes with it) and records TimedOut.
-func (r *KubernetesExecutionReconciler) timeOut(ctx context.Context, obj *v1alpha1.KubernetesExecution, _ *v1alpha1.Attempt, now time.Time) error {
-	if a := lastAttempt(obj); a != nil {
-		job, err := r.getJob(ctx, obj.Namespace, a.JobName)
-		if err != nil {
-			return err
-		}
-		if job != nil {
-			if err := r.deleteJob(ctx, job); err != nil {
-				return err
-			}
-		}
-	}
+// timeOut records TimedOut. The Job of the last attempt is deleted by stopAbandonedJobs once
+// this is written.
+func timeOut(obj *v1alpha1.KubernetesExecution, now time.Time) {
 	message := fmt.Sprintf("execution timed out after %s", ranFor(obj, now))
 	if obj.Status.Result == nil {
 		obj.Status.Result = &v1alpha1.ExecutionResult{}
@@ -280,6 +271,32 @@ func (r *KubernetesExecutionReconciler) timeOut(ctx context.Context, obj *v1alph
 	obj.Status.Result.Success, obj.Status.Result.Error = false, message
 	obj.Status.NextRetryTime = nil
 	setPhase(obj, v1alpha1.PhaseTimedOut, v1alpha1.ReasonTimedOut, message, now)
+}
+
+// stopAbandonedJobs deletes the Jobs of attempts the status already records as ended by the
+// executor (timed out, or unable to pull their image) while they may still run. It acts only on
+// what the stored status says, so a status write that is lost never leaves a Job deleted
+// without its reason recorded.
+func (r *KubernetesExecutionReconciler) stopAbandonedJobs(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+	for _, a := range obj.Status.Attempts {
+		switch a.Reason {
+		case v1alpha1.ReasonTimedOut, v1alpha1.ReasonDeadlineExceeded, v1alpha1.ReasonImagePullFailed:
+		default:
+			continue
+		}
+		job := &batchv1.Job{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: a.JobName}, job)
+		if apierrors.IsNotFound(err) || (err == nil && job.DeletionTimestamp != nil) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := r.deleteJob(ctx, job); err != nil {
+			return err
+		}
+		log.FromContext(ctx).Info("deleted the Job of an ended attempt", "job", job.Name, "reason", a.Reason)
+	}
 	return nil
 }
 
@@ -354,6 +371,13 @@ func (r *KubernetesExecutionReconciler) writeStatus(ctx context.Context, before,
 	}
 	patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
 	if err := r.Status().Patch(ctx, obj, patch); err != nil {
+		if apierrors.IsConflict(err) {
+			// The status was computed from a copy older than the stored object. The newer
+			// version's watch event reconciles again; what this pass did is found anew (a Job it
+			// created is adopted by name).
+			log.FromContext(ctx).V(1).Info("status computed from a stale copy; waiting for the newer one")
+			return nil
+		}
 		return fmt.Errorf("writing status: %w", err)
 	}
 	if before.Status.Phase != obj.Status.Phase {

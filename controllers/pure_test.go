@@ -1,0 +1,236 @@
+package controllers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+)
+
+func TestJobName(t *testing.T) {
+	long := strings.Repeat("a", 70)
+	tests := []struct {
+		execution string
+		attempt   int32
+		want      string
+	}{
+		{"fix-web", 1, "fix-web-1"},
+		{"fix-web", 11, "fix-web-11"},
+		{strings.Repeat("b", 61), 1, strings.Repeat("b", 61) + "-1"}, // exactly 63: kept
+		{strings.Repeat("b", 62), 1, strings.Repeat("b", 52) + "-" + hash8(strings.Repeat("b", 62)) + "-1"},
+		{long, 3, strings.Repeat("a", 52) + "-" + hash8(long) + "-3"},
+		{strings.Repeat("c", 50) + "-.-" + strings.Repeat("d", 20), 2, strings.Repeat("c", 50) + "-" + hash8(strings.Repeat("c", 50)+"-.-"+strings.Repeat("d", 20)) + "-2"},
+	}
+	for _, tt := range tests {
+		got := JobName(tt.execution, tt.attempt)
+		if got != tt.want {
+			t.Errorf("JobName(%q, %d) = %q, want %q", tt.execution, tt.attempt, got, tt.want)
+		}
+		if errs := validation.IsDNS1123Label(got); len(errs) > 0 {
+			t.Errorf("JobName(%q, %d) = %q is not a DNS label: %v", tt.execution, tt.attempt, got, errs)
+		}
+	}
+	// Executions that share a long prefix keep distinct Job names.
+	if JobName(long+"x", 1) == JobName(long+"y", 1) {
+		t.Error("distinct executions got the same Job name")
+	}
+	if errs := validation.IsValidLabelValue(LabelValue(long)); len(errs) > 0 {
+		t.Errorf("LabelValue is not a label value: %v", errs)
+	}
+}
+
+func hash8(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:8]
+}
+
+func TestBackoffDelay(t *testing.T) {
+	b := Backoff{Base: 10 * time.Second, Max: time.Minute, Jitter: 0.5}
+	zero := func() float64 { return 0 }
+	almostOne := func() float64 { return 0.999 }
+	tests := []struct {
+		name   string
+		retry  int32
+		random func() float64
+		want   time.Duration
+	}{
+		{"first retry is the base", 1, zero, 10 * time.Second},
+		{"doubles", 2, zero, 20 * time.Second},
+		{"doubles again", 3, zero, 40 * time.Second},
+		{"capped", 4, zero, time.Minute},
+		{"capped far out", 30, zero, time.Minute},
+		{"jitter adds up to the fraction", 1, almostOne, 14995 * time.Millisecond},
+		{"jitter on the cap", 5, almostOne, 89970 * time.Millisecond},
+		{"retry 0 counts as the first", 0, zero, 10 * time.Second},
+		{"no random source, no jitter", 2, nil, 20 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := b.Delay(tt.retry, tt.random); got != tt.want {
+				t.Fatalf("Delay(%d) = %s, want %s", tt.retry, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseOutcome(t *testing.T) {
+	tests := []struct {
+		name     string
+		message  string
+		exitCode int32
+		want     outcome
+	}{
+		{"contract success", `{"success":true,"output":"ok","data":{"replicas":3}}`, 0,
+			outcome{Success: true, Output: "ok", Data: &apiextensionsv1.JSON{Raw: []byte(`{"replicas":3}`)}}},
+		{"contract failure", `{"success":false,"error":"conflict"}`, 1, outcome{Error: "conflict"}},
+		{"exit 0 but success false", `{"success":false}`, 0, outcome{Error: "the action reported success=false"}},
+		{"success true but exit 1", `{"success":true,"output":"hm"}`, 1, outcome{Output: "hm", Error: "the action exited with code 1"}},
+		{"success omitted, exit 0", `{"output":"fine"}`, 0, outcome{Success: true, Output: "fine"}},
+		{"plain text log tail", "panic: boom\n", 2, outcome{Output: "panic: boom", Error: "the action exited with code 2"}},
+		{"JSON that is not the contract", `{"level":"info"}`, 0, outcome{Success: true, Output: `{"level":"info"}`}},
+		{"invalid JSON", `{"success":tru`, 1, outcome{Output: `{"success":tru`, Error: "the action exited with code 1"}},
+		{"empty, exit 0", "", 0, outcome{Success: true}},
+		{"data null dropped", `{"success":true,"data":null}`, 0, outcome{Success: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := parseOutcome(tt.message, tt.exitCode)
+			if got.Success != tt.want.Success || got.Output != tt.want.Output || got.Error != tt.want.Error {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+			if (got.Data == nil) != (tt.want.Data == nil) || (got.Data != nil && string(got.Data.Raw) != string(tt.want.Data.Raw)) {
+				t.Fatalf("data = %v, want %v", got.Data, tt.want.Data)
+			}
+		})
+	}
+}
+
+func TestExecutionConditions(t *testing.T) {
+	tests := []struct {
+		phase     v1alpha1.ExecutionPhase
+		wantTypes map[string]metav1.ConditionStatus
+	}{
+		{v1alpha1.PhasePending, map[string]metav1.ConditionStatus{"Ready": "False", "Reconciling": "True"}},
+		{v1alpha1.PhaseRunning, map[string]metav1.ConditionStatus{"Ready": "False", "Reconciling": "True"}},
+		{v1alpha1.PhaseRetrying, map[string]metav1.ConditionStatus{"Ready": "False", "Reconciling": "True"}},
+		{v1alpha1.PhaseCompleted, map[string]metav1.ConditionStatus{"Ready": "True"}},
+		{v1alpha1.PhaseFailed, map[string]metav1.ConditionStatus{"Ready": "False", "Stalled": "True"}},
+		{v1alpha1.PhaseTimedOut, map[string]metav1.ConditionStatus{"Ready": "False", "Stalled": "True"}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.phase), func(t *testing.T) {
+			got := executionConditions(tt.phase, "SomeReason", "some message", 7)
+			if len(got) != len(tt.wantTypes) {
+				t.Fatalf("got %d conditions, want %d: %+v", len(got), len(tt.wantTypes), got)
+			}
+			for _, c := range got {
+				if tt.wantTypes[c.Type] != c.Status {
+					t.Errorf("%s = %s, want %s", c.Type, c.Status, tt.wantTypes[c.Type])
+				}
+				if c.Reason != "SomeReason" || c.Message != "some message" || c.ObservedGeneration != 7 {
+					t.Errorf("%s lost its reason, message or generation: %+v", c.Type, c)
+				}
+			}
+		})
+	}
+
+	// Moving from Running to Completed drops Reconciling; the transition time moves only for
+	// conditions whose status changed.
+	obj := &v1alpha1.KubernetesExecution{}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	setPhase(obj, v1alpha1.PhaseRunning, v1alpha1.ReasonProgressing, "attempt 1", t0)
+	setPhase(obj, v1alpha1.PhaseRunning, v1alpha1.ReasonProgressing, "attempt 2", t0.Add(time.Minute))
+	if got := obj.Status.Conditions[0].LastTransitionTime.Time; !got.Equal(t0) {
+		t.Errorf("Ready transition time moved to %s without a status change", got)
+	}
+	setPhase(obj, v1alpha1.PhaseCompleted, v1alpha1.ReasonSucceeded, "done", t0.Add(2*time.Minute))
+	if len(obj.Status.Conditions) != 1 || obj.Status.Conditions[0].Type != "Ready" {
+		t.Errorf("Completed keeps %+v", obj.Status.Conditions)
+	}
+	if obj.Status.CompletionTime == nil || !obj.Status.CompletionTime.Time.Equal(t0.Add(2*time.Minute)) {
+		t.Errorf("completionTime = %v", obj.Status.CompletionTime)
+	}
+}
+
+func TestBuildJob(t *testing.T) {
+	obj := &v1alpha1.KubernetesExecution{
+		ObjectMeta: metav1.ObjectMeta{Name: "fix", Namespace: "ops"},
+		Spec: v1alpha1.KubernetesExecutionSpec{DryRun: true, Action: v1alpha1.ActionSpec{
+			Type:       "scale-deployment",
+			Parameters: &apiextensionsv1.JSON{Raw: []byte(`{"replicas":3}`)},
+			Target:     v1alpha1.TargetSpec{Namespace: "prod", ResourceKind: "Deployment", ResourceName: "web"},
+		}},
+	}
+	tpl := &v1alpha1.ActionTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: "scale-deployment"},
+		Spec: v1alpha1.ActionTemplateSpec{
+			Image: "kubernaut-actions",
+			Args:  []string{"scale-deployment", "--replicas={{ .Parameters.replicas }}", "--mode={{ .Parameters.mode }}"},
+			Env: []v1alpha1.TemplatedEnvVar{
+				{Name: "TARGET", Value: "{{ .Target.Namespace }}/{{ .Target.Name }}"},
+				{Name: "TARGET_NAME", Value: "spoofed"},
+			},
+			Parameters: &apiextensionsv1.JSON{Raw: []byte(`{"properties":{"mode":{"default":"patch"}}}`)},
+		},
+	}
+	job, err := buildJob(jobInput{Execution: obj, Template: tpl, Attempt: 2, Remaining: 90*time.Second + time.Millisecond,
+		TTL: time.Hour, Images: map[string]string{"kubernaut-actions": "registry/actions:v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.Name != "fix-2" || job.Namespace != "ops" {
+		t.Errorf("job %s/%s", job.Namespace, job.Name)
+	}
+	if *job.Spec.BackoffLimit != 0 || *job.Spec.ActiveDeadlineSeconds != 91 || *job.Spec.TTLSecondsAfterFinished != 3600 {
+		t.Errorf("backoffLimit %d, deadline %d, ttl %d", *job.Spec.BackoffLimit, *job.Spec.ActiveDeadlineSeconds, *job.Spec.TTLSecondsAfterFinished)
+	}
+	rule := job.Spec.PodFailurePolicy.Rules[0]
+	if rule.Action != batchv1.PodFailurePolicyActionIgnore || rule.OnPodConditions[0].Type != corev1.DisruptionTarget {
+		t.Errorf("pod failure policy %+v", rule)
+	}
+	c := job.Spec.Template.Spec.Containers[0]
+	if c.Image != "registry/actions:v1" {
+		t.Errorf("image %q", c.Image)
+	}
+	if strings.Join(c.Args, " ") != "scale-deployment --replicas=3 --mode=patch" {
+		t.Errorf("args %q", c.Args)
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if _, dup := env[e.Name]; dup {
+			t.Errorf("env %s set twice", e.Name)
+		}
+		env[e.Name] = e.Value
+	}
+	for k, v := range map[string]string{
+		"ACTION_TYPE": "scale-deployment", "TARGET_NAMESPACE": "prod", "TARGET_KIND": "Deployment",
+		"TARGET_NAME": "web", "ACTION_PARAMETERS": `{"mode":"patch","replicas":3}`, "DRY_RUN": "true",
+		"EXECUTION_ATTEMPT": "2", "TARGET": "prod/web",
+	} {
+		if env[k] != v {
+			t.Errorf("env %s = %q, want %q", k, env[k], v)
+		}
+	}
+	if job.Labels[LabelAttempt] != "2" || job.Spec.Template.Labels[LabelExecution] != "fix" {
+		t.Errorf("labels %v / %v", job.Labels, job.Spec.Template.Labels)
+	}
+	sc := c.SecurityContext
+	if *sc.AllowPrivilegeEscalation || !*sc.RunAsNonRoot || sc.Capabilities.Drop[0] != "ALL" ||
+		job.Spec.Template.Spec.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("security context is not restricted: %+v", sc)
+	}
+
+	tpl.Spec.Args = []string{`{{ env "HOME" }}`}
+	if _, err := buildJob(jobInput{Execution: obj, Template: tpl, Attempt: 1}); err == nil || !strings.Contains(err.Error(), `"env" not defined`) {
+		t.Errorf("a template calling env rendered: %v", err)
+	}
+}

@@ -1,0 +1,86 @@
+// Package e2eutil holds what the suites on the local control plane share: starting the control
+// plane with the project's CRDs and binaries, a steppable clock, and kubectl.
+package e2eutil
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kubernaut/kubernaut-executor/test/localcluster"
+)
+
+// RepoRoot is the repository's root folder.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// BinDir is where `make build` put the project's binaries (KUBERNAUT_BIN overrides).
+func BinDir() string {
+	if d := os.Getenv("KUBERNAUT_BIN"); d != "" {
+		return d
+	}
+	return filepath.Join(RepoRoot(), "bin")
+}
+
+// StartCluster starts the local control plane with the project's CRDs installed and its
+// binaries standing in for its images. The binaries must have been built (make build).
+func StartCluster(ctx context.Context, name string) (*localcluster.Cluster, error) {
+	bins := BinDir()
+	for _, b := range []string{"kubernaut-actions"} {
+		if _, err := os.Stat(filepath.Join(bins, b)); err != nil {
+			return nil, fmt.Errorf("%s is not built (run make build, or make test): %w", b, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "kubernaut-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	return localcluster.Start(ctx, localcluster.Options{
+		Dir:     dir,
+		CRDDirs: []string{filepath.Join(RepoRoot(), "config", "crd")},
+		Images:  localcluster.ProjectImages(bins),
+	})
+}
+
+// Clock is real time plus an offset that tests advance, so backoff and timeouts are tested
+// without sleeping through them.
+type Clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+// Since returns the time elapsed since t.
+func (c *Clock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+// Step moves the clock forward.
+func (c *Clock) Step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
+// Kubectl runs the machine's kubectl against kubeconfig and returns its combined output.
+func Kubectl(kubeconfig, stdin string, args ...string) (string, error) {
+	cmd := exec.Command("kubectl", args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
