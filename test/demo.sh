@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# make demo: starts the local control plane, installs the CRDs and a demo ActionTemplate, starts
+# the operator, runs two KubernetesExecutions to Completed and shows them with kubectl. With
+# KEEP=1 everything keeps running and KUBECONFIG=<path> is printed; `make demo-down` stops it.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-$root/bin}
+state=$root/.work/demo
+kubeconfig=$state/cluster/kubeconfig
+ns=kubernaut-demo
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+stop_pid() {
+  local file=$1 pid
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+down() {
+  stop_pid "$state/manager.pid"
+  stop_pid "$state/cluster.pid"
+}
+
+if [ "${1:-}" = "--down" ]; then
+  down
+  echo "demo stopped"
+  exit 0
+fi
+
+down
+mkdir -p "$state"
+rm -f "$state/cluster/ready"
+
+say "Starting the local control plane (etcd, kube-apiserver, kube-controller-manager, node agent)"
+setsid nohup "$BIN/localcluster" --dir "$state/cluster" --bin-dir "$BIN" >"$state/cluster.log" 2>&1 &
+echo $! >"$state/cluster.pid"
+for _ in $(seq 300); do
+  [ -f "$state/cluster/ready" ] && break
+  if ! kill -0 "$(cat "$state/cluster.pid")" 2>/dev/null; then
+    cat "$state/cluster.log"; echo "the control plane did not start" >&2; exit 1
+  fi
+  sleep 0.5
+done
+[ -f "$state/cluster/ready" ] || { cat "$state/cluster.log"; echo "the control plane did not start in time" >&2; exit 1; }
+export KUBECONFIG=$kubeconfig
+trap '[ -n "${KEEP:-}" ] || down' EXIT
+kubectl get nodes
+
+say "Installing the CRDs and the demo ActionTemplate"
+kubectl apply -f "$root/config/crd"
+kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+kubectl apply -f "$root/test/demo/test-action.yaml"
+kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
+# The namespace enforces the restricted Pod Security Standard: the action's pod must pass it.
+kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted --overwrite
+kubectl -n "$ns" create serviceaccount kubernaut-action-test-action --dry-run=client -o yaml | kubectl apply -f -
+
+say "Starting the operator"
+setsid nohup "$BIN/manager" --metrics-bind-address=0 --health-probe-bind-address=127.0.0.1:0 \
+  --retry-backoff=3s --action-images=kubernaut-actions=ghcr.io/kubernaut/kubernaut-actions:dev \
+  >"$state/manager.log" 2>&1 &
+echo $! >"$state/manager.pid"
+
+say "Creating two KubernetesExecutions"
+kubectl apply -f "$root/test/demo/executions.yaml"
+
+ok=true
+for name in demo-succeeds demo-retries; do
+  if ! kubectl -n "$ns" wait --for=jsonpath='{.status.phase}'=Completed "kexec/$name" --timeout=120s >/dev/null; then
+    ok=false
+    echo "execution $name did not complete:" >&2
+    kubectl -n "$ns" get kexec "$name" -o yaml >&2 || true
+    tail -n 30 "$state/manager.log" >&2 || true
+  fi
+done
+
+say "kubectl get kexec -n $ns -o wide"
+kubectl -n "$ns" get kexec -o wide
+say "The Jobs, one per attempt"
+kubectl -n "$ns" get jobs -L kubernaut.io/execution,kubernaut.io/attempt
+say "Result of demo-retries"
+kubectl -n "$ns" get kexec demo-retries -o jsonpath='{.status.result}{"\n"}'
+kubectl -n "$ns" get kexec demo-retries -o jsonpath='{range .status.attempts[*]}attempt {.number}: {.jobName} exit {.exitCode} {.reason}{"\n"}{end}'
+
+$ok || { echo "the demo failed" >&2; exit 1; }
+
+if [ -n "${KEEP:-}" ]; then
+  say "The control plane and the operator keep running. Explore with kubectl:"
+  echo "KUBECONFIG=$kubeconfig"
+  echo "  export KUBECONFIG=$kubeconfig; kubectl get kexec -A"
+  echo "  stop everything with: make demo-down"
+else
+  say "Demo complete; stopping everything (KEEP=1 keeps it running)"
+fi
