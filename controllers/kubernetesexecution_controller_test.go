@@ -16,10 +16,12 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
@@ -142,6 +144,7 @@ var _ = Describe("KubernetesExecution", func() {
 		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 		Expect(readyCondition(got).Status).To(Equal(metav1.ConditionTrue))
 		Expect(got.Status.Conditions).To(HaveLen(1), "a Completed execution carries no Reconciling or Stalled condition")
+		Expect(kstatusOf(got)).To(Equal(kstatus.CurrentStatus))
 
 		jobs := jobsOf(ctx, ns)
 		Expect(jobs).To(HaveLen(1))
@@ -240,6 +243,7 @@ var _ = Describe("KubernetesExecution", func() {
 		Expect(ready.Message).To(ContainSubstring("max retries exceeded"))
 		Expect(got.Status.Result.Success).To(BeFalse())
 		Expect(got.Status.Result.Error).To(ContainSubstring("max retries exceeded"))
+		Expect(kstatusOf(got)).To(Equal(kstatus.FailedStatus))
 		Expect(got.Status.Attempts).To(HaveLen(3))
 		Consistently(func() []batchv1.Job { return jobsOf(ctx, ns) }).Should(HaveLen(3))
 	})
@@ -422,6 +426,15 @@ spec:
 		})
 	})
 })
+
+// kstatusOf computes the execution's kstatus, as kubectl wait, Flux and Argo CD read it.
+func kstatusOf(obj *v1alpha1.KubernetesExecution) kstatus.Status {
+	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	Expect(err).NotTo(HaveOccurred())
+	res, err := kstatus.Compute(&unstructured.Unstructured{Object: raw})
+	Expect(err).NotTo(HaveOccurred())
+	return res.Status
+}
 
 // localClusterActionsImage is an image the node agent can run.
 const localClusterActionsImage = "ghcr.io/kubernaut/kubernaut-actions:test"
