@@ -30,6 +30,7 @@ func main() {
 		leaderElect            bool
 		images                 string
 		opts                   = controllers.ExecutorOptions{Backoff: controllers.DefaultBackoff}
+		ceiling                string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -40,6 +41,7 @@ func main() {
 	flag.DurationVar(&opts.JobTTL, "job-ttl", 24*time.Hour, "How long a finished Job and its pod are kept.")
 	flag.StringVar(&images, "action-images", "kubernaut-actions=ghcr.io/kubernaut/kubernaut-actions:"+version,
 		"Comma-separated name=reference pairs: templates whose image is <name> run <reference>.")
+	flag.StringVar(&ceiling, "rbac-ceiling", controllers.DefaultCeilingName, "The aggregated ClusterRole that bounds what any ActionTemplate may grant.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -68,22 +70,18 @@ func main() {
 		log.Error(err, "unable to create the manager")
 		os.Exit(1)
 	}
-	if err := (&controllers.KubernetesExecutionReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("kubernaut-executor"),
-		Clock:     clock.RealClock{},
-		Random:    rand.Float64,
-		Options:   opts,
-	}).SetupWithManager(mgr); err != nil {
-		log.Error(err, "unable to set up the KubernetesExecution controller")
+	ctx := ctrl.SetupSignalHandler()
+	if err := controllers.Setup(ctx, mgr, controllers.Config{
+		ExecutorOptions: opts, CeilingName: ceiling, Clock: clock.RealClock{}, Random: rand.Float64,
+	}); err != nil {
+		log.Error(err, "unable to set up the controllers")
 		os.Exit(1)
 	}
 	must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
 	log.Info("starting the manager", "version", version)
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "the manager stopped")
 		os.Exit(1)
 	}

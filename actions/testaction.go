@@ -2,9 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
 )
@@ -23,6 +30,26 @@ type testActionParams struct {
 	ExitCode int `json:"exitCode"`
 	// NoResult writes no result, so the executor falls back to the exit code and the log.
 	NoResult bool `json:"noResult"`
+	// APICalls are made with the action's own identity; each one's HTTP status is reported in
+	// data.calls, and any refused call fails the action (exit 2, do not retry).
+	APICalls []apiCall `json:"apiCalls"`
+}
+
+// apiCall is one request the test action makes. Writes are server-side dry runs.
+type apiCall struct {
+	Verb      string `json:"verb"`
+	Group     string `json:"group"`
+	Version   string `json:"version"`
+	Resource  string `json:"resource"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+// callResult is what became of one apiCall.
+type callResult struct {
+	Call   string `json:"call"`
+	Status int32  `json:"status"`
+	Error  string `json:"error,omitempty"`
 }
 
 // testAction succeeds, fails, sleeps and prints as its parameters say.
@@ -31,6 +58,17 @@ func testAction(ctx context.Context, env Env) (result.Result, int) {
 	if err := env.decode(&p); err != nil {
 		return result.Result{Error: err.Error()}, result.ExitDoNotRetry
 	}
+	data := map[string]any{"attempt": env.Attempt, "target": env.Namespace + "/" + env.Name, "dryRun": env.DryRun}
+	if len(p.APICalls) > 0 {
+		calls, refused, err := makeCalls(ctx, p.APICalls)
+		if err != nil {
+			return result.Result{Error: err.Error()}, result.ExitRetryable
+		}
+		data["calls"] = calls
+		if len(refused) > 0 {
+			return result.Result{Error: strings.Join(refused, "; "), Data: data}, result.ExitDoNotRetry
+		}
+	}
 	if p.SleepSeconds > 0 {
 		select {
 		case <-time.After(time.Duration(p.SleepSeconds) * time.Second):
@@ -38,7 +76,6 @@ func testAction(ctx context.Context, env Env) (result.Result, int) {
 			return result.Result{Error: "stopped by a signal while sleeping"}, result.ExitRetryable
 		}
 	}
-	data := map[string]any{"attempt": env.Attempt, "target": env.Namespace + "/" + env.Name, "dryRun": env.DryRun}
 	res, code := result.Result{Success: true, Output: p.Output, Data: data}, result.ExitSucceeded
 	if p.Fail || env.Attempt < p.FailUntilAttempt {
 		code = p.ExitCode
@@ -52,4 +89,46 @@ func testAction(ctx context.Context, env Env) (result.Result, int) {
 		os.Exit(code)
 	}
 	return res, code
+}
+
+// makeCalls performs each call and reports its HTTP status; refused lists the failures.
+func makeCalls(ctx context.Context, calls []apiCall) (out []callResult, refused []string, err error) {
+	_, dyn, err := clients()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range calls {
+		gvr := schema.GroupVersionResource{Group: c.Group, Version: c.Version, Resource: c.Resource}
+		if gvr.Version == "" {
+			gvr.Version = "v1"
+		}
+		ri := dyn.Resource(gvr).Namespace(c.Namespace)
+		dry := []string{metav1.DryRunAll}
+		var callErr error
+		switch c.Verb {
+		case "get":
+			_, callErr = ri.Get(ctx, c.Name, metav1.GetOptions{})
+		case "list":
+			_, callErr = ri.List(ctx, metav1.ListOptions{})
+		case "patch":
+			_, callErr = ri.Patch(ctx, c.Name, types.MergePatchType, []byte(`{}`), metav1.PatchOptions{DryRun: dry})
+		case "delete":
+			callErr = ri.Delete(ctx, c.Name, metav1.DeleteOptions{DryRun: dry})
+		default:
+			callErr = fmt.Errorf("verb %q is not supported by test-action", c.Verb)
+		}
+		r := callResult{Call: fmt.Sprintf("%s %s %s/%s", c.Verb, gvr.GroupResource(), c.Namespace, c.Name), Status: 200}
+		if callErr != nil {
+			r.Error = callErr.Error()
+			var status apierrors.APIStatus
+			if errors.As(callErr, &status) {
+				r.Status = status.Status().Code
+			} else {
+				r.Status = 0
+			}
+			refused = append(refused, fmt.Sprintf("%s: %d %s", r.Call, r.Status, callErr))
+		}
+		out = append(out, r)
+	}
+	return out, refused, nil
 }

@@ -3,17 +3,23 @@ package controllers
 import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// CacheOptions limits the manager's cache of Jobs and pods to the ones the executor created,
-// so its memory does not grow with the cluster's other workloads.
+// CacheOptions limits the manager's cache of Jobs, pods, ServiceAccounts and RBAC objects to the
+// ones the executor created, so its memory does not grow with the cluster's other workloads.
 func CacheOptions() cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&batchv1.Job{}: {Label: managed},
-		&corev1.Pod{}:  {Label: managed},
+		&batchv1.Job{}:               {Label: managed},
+		&corev1.Pod{}:                {Label: managed},
+		&corev1.ServiceAccount{}:     {Label: managed},
+		&rbacv1.Role{}:               {Label: managed},
+		&rbacv1.RoleBinding{}:        {Label: managed},
+		&rbacv1.ClusterRole{}:        {Label: managed},
+		&rbacv1.ClusterRoleBinding{}: {Label: managed},
 	}}
 }

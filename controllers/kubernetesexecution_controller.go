@@ -74,11 +74,22 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !obj.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
+	}
 	if err := r.stopAbandonedJobs(ctx, obj); err != nil {
 		return ctrl.Result{}, err
 	}
 	if obj.Status.Phase.IsTerminal() {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
+	}
+	if !controllerutil.ContainsFinalizer(obj, GrantFinalizer) {
+		// Before any grant exists, so that none can outlive the execution.
+		orig := obj.DeepCopy()
+		controllerutil.AddFinalizer(obj, GrantFinalizer)
+		if err := r.Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
 	}
 
 	before := obj.DeepCopy()
@@ -106,6 +117,22 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 	return r.requeue(obj, tpl, now), nil
 }
 
+// reconcileDelete revokes the execution's grant and then releases its finalizer: when the
+// execution ends, and when it is deleted before it ends (its Jobs go with it through their
+// owner references).
+func (r *KubernetesExecutionReconciler) reconcileDelete(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+	if !controllerutil.ContainsFinalizer(obj, GrantFinalizer) {
+		return nil
+	}
+	if err := r.revokeGrant(ctx, obj); err != nil {
+		return err
+	}
+	orig := obj.DeepCopy()
+	controllerutil.RemoveFinalizer(obj, GrantFinalizer)
+	err := r.Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+	return client.IgnoreNotFound(err)
+}
+
 // reconcileTemplate fetches the execution's ActionTemplate and repeats the admission checks
 // that need no API call. It records Failed/ValidationFailed, and returns nil, when the
 // execution cannot run as written.
@@ -117,6 +144,15 @@ func (r *KubernetesExecutionReconciler) reconcileTemplate(ctx context.Context, o
 		}
 		failExecution(obj, v1alpha1.ReasonValidationFailed,
 			fmt.Sprintf("spec.action.type: Not found: %q: no ActionTemplate defines this action", obj.Spec.Action.Type), now)
+		return nil, nil
+	}
+	switch ready, checked, message := templateUsable(tpl); {
+	case !checked:
+		setPhase(obj, v1alpha1.PhasePending, v1alpha1.ReasonWaitingForTemplate, message, now)
+		return nil, nil
+	case !ready && len(obj.Status.Attempts) == 0:
+		failExecution(obj, v1alpha1.ReasonTemplateNotReady,
+			fmt.Sprintf("ActionTemplate %q is not ready: %s", tpl.Name, message), now)
 		return nil, nil
 	}
 	if errs := validation.Execution(obj, tpl); len(errs) > 0 {
@@ -314,6 +350,13 @@ func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context
 	default:
 		return nil
 	}
+	if err := r.reconcileGrant(ctx, obj, tpl); err != nil {
+		if !apierrors.IsForbidden(err) {
+			return err
+		}
+		failExecution(obj, v1alpha1.ReasonGrantRefused, fmt.Sprintf("the API server refused the action's RBAC grant: %v", err), now)
+		return nil
+	}
 	number := int32(len(obj.Status.Attempts)) + 1
 	job, err := buildJob(jobInput{
 		Execution: obj, Template: tpl, Attempt: number,
@@ -507,15 +550,40 @@ func truncate(s string) string {
 	return s[:limit-len("…[truncated]")] + "…[truncated]"
 }
 
-// SetupWithManager registers the reconciler: it watches executions, the Jobs they own, and the
-// pods of those Jobs (to see an image that cannot be pulled).
-func (r *KubernetesExecutionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+// actionTypeIndex indexes executions by spec.action.type.
+const actionTypeIndex = ".spec.action.type"
+
+// SetupWithManager registers the reconciler: it watches executions, the Jobs they own, the
+// pods of those Jobs (to see an image that cannot be pulled) and templates (an execution may
+// wait for its template to be checked).
+func (r *KubernetesExecutionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.KubernetesExecution{}, actionTypeIndex, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.KubernetesExecution).Spec.Action.Type}
+	}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.KubernetesExecution{}).
 		Owns(&batchv1.Job{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podToExecution)).
+		Watches(&v1alpha1.ActionTemplate{}, handler.EnqueueRequestsFromMapFunc(r.templateToExecutions)).
 		Named("kubernetesexecution").
 		Complete(r)
+}
+
+// templateToExecutions maps a template to the executions that run it and have not finished.
+func (r *KubernetesExecutionReconciler) templateToExecutions(ctx context.Context, tpl client.Object) []reconcile.Request {
+	list := &v1alpha1.KubernetesExecutionList{}
+	if err := r.List(ctx, list, client.MatchingFields{actionTypeIndex: tpl.GetName()}); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, e := range list.Items {
+		if !e.Status.Phase.IsTerminal() {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&e)})
+		}
+	}
+	return out
 }
 
 // podToExecution maps a Job's pod to the execution that owns the Job.

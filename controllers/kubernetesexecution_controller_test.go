@@ -14,7 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,8 +33,9 @@ import (
 
 const testTemplate = "test-action"
 
-// ensureTemplate installs the ActionTemplate that runs the project's test action.
-func ensureTemplate(ctx context.Context, name, image string) {
+// ensureTemplate installs an ActionTemplate that runs the project's test action, allowed to
+// read and patch Deployments, and waits until it is ready.
+func ensureTemplate(ctx context.Context, name, image string) *v1alpha1.ActionTemplate {
 	tpl := &v1alpha1.ActionTemplate{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1alpha1.ActionTemplateSpec{
@@ -43,22 +46,32 @@ func ensureTemplate(ctx context.Context, name, image string) {
 			Parameters: &apiextensionsv1.JSON{Raw: []byte(`{"type":"object","properties":{
 				"output":{"type":"string","default":"done"}}}`)},
 			RetryPolicy: v1alpha1.RetryPolicy{NonRetryableExitCodes: []int32{2}},
+			RBAC: v1alpha1.ActionRBAC{Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"}},
+			}},
 		},
 	}
+	return createTemplate(ctx, tpl)
+}
+
+// createTemplate creates tpl unless it exists, and waits until the controller has checked it.
+func createTemplate(ctx context.Context, tpl *v1alpha1.ActionTemplate) *v1alpha1.ActionTemplate {
 	err := k8s.Create(ctx, tpl)
 	if !apierrors.IsAlreadyExists(err) {
 		Expect(err).NotTo(HaveOccurred())
 	}
+	Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tpl), tpl)).To(Succeed())
+		g.Expect(meta.FindStatusCondition(tpl.Status.Conditions, v1alpha1.ConditionReady)).NotTo(BeNil())
+		g.Expect(tpl.Status.ObservedGeneration).To(Equal(tpl.Generation))
+	}).Should(Succeed())
+	return tpl
 }
 
-// newNamespace creates a namespace that enforces the restricted Pod Security Standard, with
-// the ServiceAccount the test template's Jobs run as.
+// newNamespace creates a namespace that enforces the restricted Pod Security Standard.
 func newNamespace(ctx context.Context) string {
 	ns, err := cluster.Namespace(ctx, "kexec", map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Namespace: ns, Name: controllers.ActionServiceAccountName(testTemplate),
-	}})).To(Succeed())
 	return ns
 }
 
@@ -295,8 +308,6 @@ var _ = Describe("KubernetesExecution", func() {
 
 	It("fails an attempt whose image cannot be pulled, with the kubelet's reason", func(ctx SpecContext) {
 		ensureTemplate(ctx, "unpullable", "registry.invalid/nope:1")
-		Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-			Namespace: ns, Name: controllers.ActionServiceAccountName("unpullable")}})).To(Succeed())
 		obj := newExecution(ns, "unpullable", `{}`)
 		obj.Spec.Action.Type = "unpullable"
 		obj.Spec.MaxRetries = ptr.To[int32](0)

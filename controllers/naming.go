@@ -24,13 +24,16 @@ func LabelValue(name string) string { return shorten(name, "") }
 
 // shorten returns name+suffix when it fits in maxNameLength, else a prefix of name, a dash,
 // eight hex digits of the SHA-256 of name, and suffix.
-func shorten(name, suffix string) string {
-	if len(name)+len(suffix) <= maxNameLength {
+func shorten(name, suffix string) string { return shortenTo(name, suffix, maxNameLength) }
+
+// shortenTo is shorten with another length limit.
+func shortenTo(name, suffix string, limit int) string {
+	if len(name)+len(suffix) <= limit {
 		return name + suffix
 	}
 	sum := sha256.Sum256([]byte(name))
 	hash := hex.EncodeToString(sum[:])[:8]
-	keep := maxNameLength - len(suffix) - len(hash) - 1
+	keep := limit - len(suffix) - len(hash) - 1
 	// Label values and names must end in an alphanumeric character.
 	prefix := strings.TrimRight(name[:keep], "-._")
 	return prefix + "-" + hash + suffix

@@ -3,15 +3,24 @@ package controllers_test
 import (
 	"context"
 	"math/rand/v2"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -25,13 +34,23 @@ import (
 // test, so only a step of the test clock starts a retry.
 var testBackoff = controllers.Backoff{Base: 30 * time.Second, Max: 10 * time.Minute}
 
+// ceilingFragment is what the suite's test actions may be granted.
+var ceilingFragment = []rbacv1.PolicyRule{
+	{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "patch"}},
+	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}},
+	{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "patch"}},
+}
+
 var (
 	cluster   *localcluster.Cluster
 	k8s       client.Client
 	testClock = &e2eutil.Clock{}
 	scheme    = runtime.NewScheme()
-	stopMgr   context.CancelFunc
-	mgrDone   = make(chan struct{})
+	// managerConfig is the manager's own identity: its ServiceAccount, with the generated
+	// ClusterRole and the ceiling, so that RBAC treats it as it would in a cluster.
+	managerConfig *rest.Config
+	stopMgr       context.CancelFunc
+	mgrDone       chan struct{}
 )
 
 func TestControllers(t *testing.T) {
@@ -54,39 +73,120 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	k8s, err = client.New(cluster.Config, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{
+	out, err := e2eutil.Kubectl(cluster.Kubeconfig, "", "apply", "-f", filepath.Join(e2eutil.RepoRoot(), "config", "rbac"))
+	Expect(err).NotTo(HaveOccurred(), out)
+	Expect(k8s.Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-test-actions", Labels: map[string]string{controllers.LabelAggregateToCeiling: "true"}},
+		Rules:      ceilingFragment,
+	})).To(Succeed())
+	Eventually(func(g Gomega) {
+		ceiling := &rbacv1.ClusterRole{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: controllers.DefaultCeilingName}, ceiling)).To(Succeed())
+		g.Expect(ceiling.Rules).To(HaveLen(len(ceilingFragment)), "kube-controller-manager aggregates the ceiling")
+	}).Should(Succeed())
+	managerConfig, err = e2eutil.TokenConfig(ctx, cluster.Config, "kubernaut-system", "kubernaut-executor")
+	Expect(err).NotTo(HaveOccurred())
+	startManager()
+}, NodeTimeout(3*time.Minute))
+
+// startManager starts the executor's manager as its own ServiceAccount.
+func startManager() {
+	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Cache:                  controllers.CacheOptions(),
+		// The suite restarts the manager in one process; controller names repeat.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
+			c, err := client.NewWithWatch(cfg, opts)
+			if err != nil {
+				return nil, err
+			}
+			return interceptor.NewClient(c, writes.funcs()), nil
+		},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect((&controllers.KubernetesExecutionReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("kubernaut-executor"),
-		Clock:     testClock,
-		Random:    rand.Float64,
-		Options: controllers.ExecutorOptions{
+	mgrCtx, cancel := context.WithCancel(context.Background())
+	Expect(controllers.Setup(mgrCtx, mgr, controllers.Config{
+		ExecutorOptions: controllers.ExecutorOptions{
 			Backoff:      testBackoff,
 			JobTTL:       time.Hour,
 			ActionImages: map[string]string{"kubernaut-actions": localcluster.ActionsImage + ":test"},
 		},
-	}).SetupWithManager(mgr)).To(Succeed())
-
-	mgrCtx, cancel := context.WithCancel(context.Background())
-	stopMgr = cancel
+		Clock:  testClock,
+		Random: rand.Float64,
+	})).To(Succeed())
+	stopMgr, mgrDone = cancel, make(chan struct{})
 	go func() {
 		defer GinkgoRecover()
 		defer close(mgrDone)
 		Expect(mgr.Start(mgrCtx)).To(Succeed())
 	}()
-}, NodeTimeout(3*time.Minute))
+}
+
+// writeLog records every write the manager makes, to count what an execution costs.
+type writeLog struct {
+	mu      sync.Mutex
+	entries []write
+}
+
+// write is one write: its verb, the object's kind, namespace and name.
+type write struct{ Verb, Kind, Namespace, Name string }
+
+var writes = &writeLog{}
+
+func (l *writeLog) record(verb string, obj client.Object) {
+	gvk, _ := apiutil.GVKForObject(obj, scheme)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries = append(l.entries, write{Verb: verb, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()})
+}
+
+// matching returns the writes for which keep is true.
+func (l *writeLog) matching(keep func(write) bool) []write {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []write
+	for _, w := range l.entries {
+		if keep(w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func (l *writeLog) funcs() interceptor.Funcs {
+	return interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			err := c.Create(ctx, obj, opts...)
+			l.record("create", obj)
+			return err
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			l.record("update", obj)
+			return c.Update(ctx, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			l.record("patch", obj)
+			return c.Patch(ctx, obj, patch, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			l.record("delete", obj)
+			return c.Delete(ctx, obj, opts...)
+		},
+	}
+}
+
+// stopManager stops the manager and waits until it has stopped.
+func stopManager() {
+	stopMgr()
+	<-mgrDone
+}
 
 var _ = AfterSuite(func() {
 	if stopMgr != nil {
-		stopMgr()
-		<-mgrDone
+		stopManager()
 	}
 	if cluster != nil {
 		Expect(cluster.Stop()).To(Succeed())

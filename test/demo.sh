@@ -54,17 +54,21 @@ export KUBECONFIG=$kubeconfig
 trap '[ -n "${KEEP:-}" ] || down' EXIT
 kubectl get nodes
 
-say "Installing the CRDs and the demo ActionTemplate"
+say "Installing the CRDs, the operator's RBAC (its own role and the ceiling) and the demo ActionTemplate"
 kubectl apply -f "$root/config/crd"
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+kubectl apply -f "$root/config/rbac"
 kubectl apply -f "$root/test/demo/test-action.yaml"
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
 # The namespace enforces the restricted Pod Security Standard: the action's pod must pass it.
 kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted --overwrite
-kubectl -n "$ns" create serviceaccount kubernaut-action-test-action --dry-run=client -o yaml | kubectl apply -f -
 
-say "Starting the operator"
-setsid nohup "$BIN/manager" --metrics-bind-address=0 --health-probe-bind-address=127.0.0.1:0 \
+say "Starting the operator as its own ServiceAccount (no escalate, bind or impersonate)"
+cp "$kubeconfig" "$state/manager.kubeconfig"
+token=$(kubectl -n kubernaut-system create token kubernaut-executor --duration=24h)
+KUBECONFIG=$state/manager.kubeconfig kubectl config set-credentials kubernaut-executor --token="$token" >/dev/null
+KUBECONFIG=$state/manager.kubeconfig kubectl config set-context --current --user=kubernaut-executor >/dev/null
+KUBECONFIG=$state/manager.kubeconfig setsid nohup "$BIN/manager" --metrics-bind-address=0 --health-probe-bind-address=127.0.0.1:0 \
   --retry-backoff=3s --action-images=kubernaut-actions=ghcr.io/kubernaut/kubernaut-actions:dev \
   >"$state/manager.log" 2>&1 &
 echo $! >"$state/manager.pid"
@@ -84,6 +88,8 @@ done
 
 say "kubectl get kexec -n $ns -o wide"
 kubectl -n "$ns" get kexec -o wide
+say "kubectl get actiontemplates"
+kubectl get actiontemplates -o wide
 say "The Jobs, one per attempt"
 kubectl -n "$ns" get jobs -L kubernaut.io/execution,kubernaut.io/attempt
 say "Result of demo-retries"

@@ -157,6 +157,17 @@ type ActionTemplateStatus struct {
 	// observedGeneration is the generation this status was computed from.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// clusterRoleName is the ClusterRole that holds the template's rules once they are
+	// materialized. Executions are granted a copy narrowed to their target.
+	// +optional
+	ClusterRoleName string `json:"clusterRoleName,omitempty"`
+
+	// effectiveRules are the rules an execution's ServiceAccount is granted, before narrowing
+	// to the target's name.
+	// +optional
+	// +listType=atomic
+	EffectiveRules []rbacv1.PolicyRule `json:"effectiveRules,omitempty"`
 }
 
 // ActionTemplate defines an action type that KubernetesExecutions run by name.

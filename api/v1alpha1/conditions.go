@@ -9,6 +9,9 @@ const (
 	ConditionReconciling = "Reconciling"
 	// ConditionStalled is True when no progress is possible without a change by a person.
 	ConditionStalled = "Stalled"
+	// ConditionRBACMaterialized is True when a template's rules exist as its ClusterRole, under
+	// the RBAC ceiling.
+	ConditionRBACMaterialized = "RBACMaterialized"
 )
 
 // Reasons used by KubernetesExecution conditions and attempts.
@@ -38,4 +41,23 @@ const (
 	ReasonImagePullFailed = "ImagePullFailed"
 	// ReasonValidationFailed: the execution does not fit its template; it never runs.
 	ReasonValidationFailed = "ValidationFailed"
+	// ReasonTemplateNotReady: the action's template cannot be used (see its Ready condition);
+	// the execution never runs.
+	ReasonTemplateNotReady = "TemplateNotReady"
+	// ReasonGrantRefused: the API server refused the execution's RBAC grant.
+	ReasonGrantRefused = "GrantRefused"
+)
+
+// Reasons used by ActionTemplate conditions.
+const (
+	// ReasonRulesMaterialized: the template's ClusterRole holds its rules.
+	ReasonRulesMaterialized = "RulesMaterialized"
+	// ReasonForbiddenRule: a rule uses a wildcard, an escalating verb (escalate, bind,
+	// impersonate) or a non-resource URL, which no template may grant.
+	ReasonForbiddenRule = "ForbiddenRule"
+	// ReasonRulesExceedCeiling: some rules are not covered by the executor's RBAC ceiling; the
+	// message names them.
+	ReasonRulesExceedCeiling = "RulesExceedCeiling"
+	// ReasonMaterializationFailed: the ClusterRole could not be written.
+	ReasonMaterializationFailed = "MaterializationFailed"
 )

@@ -13,6 +13,12 @@ import (
 	"sync"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
 	"github.com/kubernaut/kubernaut-executor/test/localcluster"
 )
 
@@ -83,4 +89,24 @@ func Kubectl(kubeconfig, stdin string, args ...string) (string, error) {
 	}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// TokenConfig returns a client config that authenticates as a ServiceAccount, with a token from
+// the TokenRequest API, so that RBAC applies to it as it would to a pod of that account.
+func TokenConfig(ctx context.Context, admin *rest.Config, namespace, name string) (*rest.Config, error) {
+	cs, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return &rest.Config{
+		Host:            admin.Host,
+		TLSClientConfig: rest.TLSClientConfig{CAData: admin.CAData},
+		BearerToken:     tr.Status.Token,
+	}, nil
 }

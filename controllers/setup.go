@@ -1,0 +1,39 @@
+package controllers
+
+import (
+	"context"
+
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// Config is what the manager passes to its controllers.
+type Config struct {
+	ExecutorOptions
+	// CeilingName is the aggregated ClusterRole that bounds every template's rules.
+	CeilingName string
+	// Clock is the time source for timeouts and backoff.
+	Clock clock.PassiveClock
+	// Random returns a number in [0, 1) for backoff jitter.
+	Random func() float64
+}
+
+// Setup registers the executor's controllers with mgr.
+func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
+	if cfg.CeilingName == "" {
+		cfg.CeilingName = DefaultCeilingName
+	}
+	if err := (&ActionTemplateReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), CeilingName: cfg.CeilingName,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&KubernetesExecutionReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("kubernaut-executor"),
+		Clock:     cfg.Clock,
+		Random:    cfg.Random,
+		Options:   cfg.ExecutorOptions,
+	}).SetupWithManager(ctx, mgr)
+}
