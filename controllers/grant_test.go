@@ -295,4 +295,3 @@ func patchAs(ctx context.Context, identity *rest.Config, ns, name string) error 
 		metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
 	return err
 }
-
