@@ -33,9 +33,10 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object paths="./api/..."
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRDs and the manager's RBAC into config/.
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs, the manager's RBAC and the webhook configuration into config/.
 	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd
-	$(CONTROLLER_GEN) rbac:roleName=kubernaut-executor-manager paths="./controllers/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=kubernaut-executor-manager paths="./controllers/...;./webhooks/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) webhook paths="./webhooks/..." output:webhook:artifacts:config=config/webhook
 
 .PHONY: verify
 verify: generate manifests ## Fail when generated files are stale or code is unformatted.

@@ -16,9 +16,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/controllers"
+	"github.com/kubernaut/kubernaut-executor/internal/validation"
+	"github.com/kubernaut/kubernaut-executor/webhooks"
 )
 
 // version is the release, stamped at build time; it picks the default action image tag.
@@ -31,6 +34,9 @@ func main() {
 		images                 string
 		opts                   = controllers.ExecutorOptions{Backoff: controllers.DefaultBackoff}
 		ceiling                string
+		webhookOpts            webhook.Options
+		enableWebhooks         bool
+		requesterCheck         string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -42,6 +48,12 @@ func main() {
 	flag.StringVar(&images, "action-images", "kubernaut-actions=ghcr.io/kubernaut/kubernaut-actions:"+version,
 		"Comma-separated name=reference pairs: templates whose image is <name> run <reference>.")
 	flag.StringVar(&ceiling, "rbac-ceiling", controllers.DefaultCeilingName, "The aggregated ClusterRole that bounds what any ActionTemplate may grant.")
+	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the validating admission webhooks.")
+	flag.StringVar(&webhookOpts.Host, "webhook-host", "", "Address the webhook server listens on (all addresses when empty).")
+	flag.IntVar(&webhookOpts.Port, "webhook-port", 9443, "Port of the webhook server.")
+	flag.StringVar(&webhookOpts.CertDir, "webhook-cert-dir", "", "Folder with the webhook server's tls.crt and tls.key (default: controller-runtime's).")
+	flag.StringVar(&requesterCheck, "requester-check", string(webhooks.RequesterCheckEnforce),
+		"enforce: reject an execution whose requester may not act on the target themselves; warn: admit it with a warning (for a trusted upstream controller).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -51,6 +63,11 @@ func main() {
 	var err error
 	if opts.ActionImages, err = parseImages(images); err != nil {
 		log.Error(err, "invalid --action-images")
+		os.Exit(2)
+	}
+	check := webhooks.RequesterCheck(requesterCheck)
+	if check != webhooks.RequesterCheckEnforce && check != webhooks.RequesterCheckWarn {
+		log.Error(fmt.Errorf("%q is neither enforce nor warn", requesterCheck), "invalid --requester-check")
 		os.Exit(2)
 	}
 
@@ -65,17 +82,25 @@ func main() {
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "kubernaut-executor.kubernaut.io",
 		Cache:                  controllers.CacheOptions(),
+		WebhookServer:          webhook.NewServer(webhookOpts),
 	})
 	if err != nil {
 		log.Error(err, "unable to create the manager")
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	validator := &validation.Validator{}
 	if err := controllers.Setup(ctx, mgr, controllers.Config{
-		ExecutorOptions: opts, CeilingName: ceiling, Clock: clock.RealClock{}, Random: rand.Float64,
+		ExecutorOptions: opts, CeilingName: ceiling, Clock: clock.RealClock{}, Random: rand.Float64, Validator: validator,
 	}); err != nil {
 		log.Error(err, "unable to set up the controllers")
 		os.Exit(1)
+	}
+	if enableWebhooks {
+		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: ceiling, RequesterCheck: check}); err != nil {
+			log.Error(err, "unable to set up the webhooks")
+			os.Exit(1)
+		}
 	}
 	must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	must(mgr.AddReadyzCheck("readyz", healthz.Ping))

@@ -14,11 +14,16 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/internal/grants"
+	"github.com/kubernaut/kubernaut-executor/internal/validation"
 )
 
 // DefaultCeilingName is the aggregated ClusterRole that bounds what any template may grant.
@@ -32,8 +37,6 @@ const ceilingRecheckInterval = 30 * time.Second
 // template, once it has checked that no rule is forbidden and that the ceiling covers them all.
 type ActionTemplateReconciler struct {
 	client.Client
-	// APIReader reads the ceiling, which is not in the manager's cache.
-	APIReader client.Reader
 	// CeilingName is the aggregated ClusterRole that bounds every template's rules.
 	CeilingName string
 }
@@ -65,6 +68,10 @@ func (r *ActionTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		setTemplateNotReady(tpl, v1alpha1.ReasonForbiddenRule, errs.ToAggregate().Error(), true)
 		return ctrl.Result{}, nil
 	}
+	if errs := validation.Template(tpl); len(errs) > 0 {
+		setTemplateNotReady(tpl, v1alpha1.ReasonInvalidTemplate, errs.ToAggregate().Error(), true)
+		return ctrl.Result{}, nil
+	}
 	if missing, err := r.uncovered(ctx, rules); err != nil {
 		return ctrl.Result{}, err
 	} else if missing != "" {
@@ -90,9 +97,9 @@ func (r *ActionTemplateReconciler) uncovered(ctx context.Context, rules []rbacv1
 		return "", nil
 	}
 	ceiling := &rbacv1.ClusterRole{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Name: r.CeilingName}, ceiling)
+	err := r.Get(ctx, types.NamespacedName{Name: r.CeilingName}, ceiling)
 	if apierrors.IsNotFound(err) {
-		return fmt.Sprintf("the RBAC ceiling ClusterRole %q does not exist, so no rule can be granted", r.CeilingName), nil
+		return fmt.Sprintf("the RBAC ceiling ClusterRole %q does not exist (or lacks the label %s=%s), so no rule can be granted", r.CeilingName, LabelPartOf, PartOfValue), nil
 	}
 	if err != nil {
 		return "", err
@@ -111,7 +118,7 @@ func (r *ActionTemplateReconciler) reconcileClusterRole(ctx context.Context, tpl
 	}
 	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ActionServiceAccountName(tpl.Name)}}
 	_, err := controllerutil.CreateOrPatch(ctx, r.Client, role, func() error {
-		role.Labels = mergeLabels(role.Labels, map[string]string{LabelManagedBy: ManagedByValue, LabelActionType: tpl.Name})
+		role.Labels = mergeLabels(role.Labels, map[string]string{LabelManagedBy: ManagedByValue, LabelPartOf: PartOfValue, LabelActionType: tpl.Name})
 		role.Rules = tpl.Spec.RBAC.Rules
 		return controllerutil.SetControllerReference(tpl, role, r.Scheme())
 	})
@@ -119,7 +126,7 @@ func (r *ActionTemplateReconciler) reconcileClusterRole(ctx context.Context, tpl
 }
 
 func setTemplateReady(tpl *v1alpha1.ActionTemplate) {
-	msg := fmt.Sprintf("The action needs no RBAC; executions run with no grant")
+	msg := "The action needs no RBAC; executions run with no grant"
 	if len(tpl.Spec.RBAC.Rules) > 0 {
 		tpl.Status.ClusterRoleName = ActionServiceAccountName(tpl.Name)
 		msg = fmt.Sprintf("Rules materialized as ClusterRole %s; executions are granted them on their target only", tpl.Status.ClusterRoleName)
@@ -152,16 +159,6 @@ func setTemplateConditions(tpl *v1alpha1.ActionTemplate, status metav1.Condition
 	}
 }
 
-// templateUsable says whether executions may run with tpl: ready for its current generation.
-// done is false while the template has not been reconciled yet.
-func templateUsable(tpl *v1alpha1.ActionTemplate) (ready, done bool, message string) {
-	c := meta.FindStatusCondition(tpl.Status.Conditions, v1alpha1.ConditionReady)
-	if c == nil || c.ObservedGeneration != tpl.Generation {
-		return false, false, fmt.Sprintf("waiting for ActionTemplate %q to be checked", tpl.Name)
-	}
-	return c.Status == metav1.ConditionTrue, true, c.Message
-}
-
 func mergeLabels(have, want map[string]string) map[string]string {
 	if have == nil {
 		have = map[string]string{}
@@ -172,11 +169,27 @@ func mergeLabels(have, want map[string]string) map[string]string {
 	return have
 }
 
-// SetupWithManager registers the reconciler; it watches templates and the ClusterRoles they own.
+// SetupWithManager registers the reconciler; it watches templates, the ClusterRoles they own,
+// and the ceiling (a change to it may make templates ready or not).
 func (r *ActionTemplateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ActionTemplate{}).
 		Owns(&rbacv1.ClusterRole{}).
+		Watches(&rbacv1.ClusterRole{}, handler.EnqueueRequestsFromMapFunc(r.allTemplates),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == r.CeilingName }))).
 		Named("actiontemplate").
 		Complete(r)
+}
+
+// allTemplates maps a change of the ceiling to every template.
+func (r *ActionTemplateReconciler) allTemplates(ctx context.Context, _ client.Object) []reconcile.Request {
+	list := &v1alpha1.ActionTemplateList{}
+	if err := r.List(ctx, list); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, t := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&t)})
+	}
+	return out
 }

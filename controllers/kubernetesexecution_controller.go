@@ -51,6 +51,8 @@ type KubernetesExecutionReconciler struct {
 	// Random returns a number in [0, 1) for backoff jitter.
 	Random  func() float64
 	Options ExecutorOptions
+	// Validator repeats the admission checks, so a bypassed webhook still runs no bad Job.
+	Validator *validation.Validator
 }
 
 // imagePullReasons are the container waiting reasons with which a kubelet says it cannot get
@@ -146,7 +148,7 @@ func (r *KubernetesExecutionReconciler) reconcileTemplate(ctx context.Context, o
 			fmt.Sprintf("spec.action.type: Not found: %q: no ActionTemplate defines this action", obj.Spec.Action.Type), now)
 		return nil, nil
 	}
-	switch ready, checked, message := templateUsable(tpl); {
+	switch ready, checked, message := validation.TemplateUsable(tpl); {
 	case !checked:
 		setPhase(obj, v1alpha1.PhasePending, v1alpha1.ReasonWaitingForTemplate, message, now)
 		return nil, nil
@@ -155,7 +157,7 @@ func (r *KubernetesExecutionReconciler) reconcileTemplate(ctx context.Context, o
 			fmt.Sprintf("ActionTemplate %q is not ready: %s", tpl.Name, message), now)
 		return nil, nil
 	}
-	if errs := validation.Execution(obj, tpl); len(errs) > 0 {
+	if errs := r.Validator.Execution(obj, tpl); len(errs) > 0 {
 		failExecution(obj, v1alpha1.ReasonValidationFailed, errs.ToAggregate().Error(), now)
 		return nil, nil
 	}

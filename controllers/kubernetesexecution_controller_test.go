@@ -28,10 +28,21 @@ import (
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/controllers"
+	"github.com/kubernaut/kubernaut-executor/internal/validation"
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 )
 
 const testTemplate = "test-action"
+
+// testActionSchema is the test action's parameter schema, strict as the shipped templates are.
+const testActionSchema = `{"type":"object","additionalProperties":false,"properties":{
+	"output":{"type":"string","default":"done"},
+	"sleepSeconds":{"type":"integer","minimum":0,"maximum":3600},
+	"failUntilAttempt":{"type":"integer","minimum":0},
+	"fail":{"type":"boolean"},
+	"exitCode":{"type":"integer","minimum":0,"maximum":255},
+	"noResult":{"type":"boolean"},
+	"apiCalls":{"type":"array"}}}`
 
 // ensureTemplate installs an ActionTemplate that runs the project's test action, allowed to
 // read and patch Deployments, and waits until it is ready.
@@ -43,8 +54,7 @@ func ensureTemplate(ctx context.Context, name, image string) *v1alpha1.ActionTem
 			Image:       image,
 			Args:        []string{"test-action"},
 			TargetKinds: []string{"Deployment", "Pod"},
-			Parameters: &apiextensionsv1.JSON{Raw: []byte(`{"type":"object","properties":{
-				"output":{"type":"string","default":"done"}}}`)},
+			Parameters:  &apiextensionsv1.JSON{Raw: []byte(testActionSchema)},
 			RetryPolicy: v1alpha1.RetryPolicy{NonRetryableExitCodes: []int32{2}},
 			RBAC: v1alpha1.ActionRBAC{Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"}},
@@ -329,6 +339,13 @@ var _ = Describe("KubernetesExecution", func() {
 		Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonValidationFailed))
 		Expect(readyCondition(got).Message).To(ContainSubstring(`spec.action.target.resourceKind: Unsupported value: "Node"`))
 
+		badParams := newExecution(ns, "bad-params", `{"sleepSeconds":-5,"bogus":1}`)
+		Expect(k8s.Create(ctx, badParams)).To(Succeed())
+		Eventually(phaseOf(ctx, badParams)).Should(Equal(v1alpha1.PhaseFailed))
+		msg := readyCondition(get(ctx, badParams)(Default)).Message
+		Expect(msg).To(ContainSubstring("spec.action.parameters.sleepSeconds: Invalid value: -5: must be greater than or equal to 0"))
+		Expect(msg).To(ContainSubstring("spec.action.parameters.bogus: Forbidden"))
+
 		missing := newExecution(ns, "no-template", `{}`)
 		missing.Spec.Action.Type = "does-not-exist"
 		Expect(k8s.Create(ctx, missing)).To(Succeed())
@@ -348,7 +365,7 @@ var _ = Describe("KubernetesExecution", func() {
 				defer GinkgoRecover()
 				defer wg.Done()
 				r := &controllers.KubernetesExecutionReconciler{
-					Client: k8s, APIReader: k8s, Recorder: discardRecorder{}, Clock: testClock,
+					Client: k8s, APIReader: k8s, Recorder: discardRecorder{}, Clock: testClock, Validator: &validation.Validator{},
 					Options: controllers.ExecutorOptions{Backoff: testBackoff, JobTTL: time.Hour},
 				}
 				_, _ = r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(obj)})

@@ -63,7 +63,7 @@ func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj 
 		return nil
 	}
 	target := obj.Spec.Action.Target
-	if t, ok := r.targetResource(rules, target.ResourceKind); ok {
+	if t, ok := grants.TargetOf(r.RESTMapper(), rules, target.ResourceKind); ok {
 		t.Name = target.ResourceName
 		rules = grants.Narrow(rules, t)
 	}
@@ -71,7 +71,7 @@ func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj 
 	name := grantName(obj)
 	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: obj.Namespace, Name: ActionServiceAccountName(tpl.Name)}
 	labels := map[string]string{
-		LabelManagedBy: ManagedByValue, LabelActionType: tpl.Name, LabelExecution: LabelValue(obj.Name),
+		LabelManagedBy: ManagedByValue, LabelPartOf: PartOfValue, LabelActionType: tpl.Name, LabelExecution: LabelValue(obj.Name),
 		LabelExecutionNamespace: obj.Namespace, LabelExecutionUID: string(obj.UID),
 	}
 	owner := templateOwner(tpl)
@@ -204,24 +204,6 @@ func (r *KubernetesExecutionReconciler) revokeGrant(ctx context.Context, obj *v1
 		}
 	}
 	return nil
-}
-
-// targetResource finds the resource of the target's kind in one of the groups the rules name.
-func (r *KubernetesExecutionReconciler) targetResource(rules []rbacv1.PolicyRule, kind string) (grants.Target, bool) {
-	seen := map[string]bool{}
-	for _, rule := range rules {
-		for _, g := range rule.APIGroups {
-			if seen[g] {
-				continue
-			}
-			seen[g] = true
-			m, err := r.RESTMapper().RESTMapping(schema.GroupKind{Group: g, Kind: kind})
-			if err == nil {
-				return grants.Target{Group: g, Resource: m.Resource.Resource}, true
-			}
-		}
-	}
-	return grants.Target{}, false
 }
 
 // splitByScope separates rules on namespaced resources from rules on cluster-scoped ones.

@@ -30,6 +30,11 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// ManagedByValue is the value of LabelManagedBy.
 	ManagedByValue = "kubernaut-executor"
+	// LabelPartOf marks every object of the executor's installation, created by it or for it
+	// (the RBAC ceiling and its fragments).
+	LabelPartOf = "app.kubernetes.io/part-of"
+	// PartOfValue is the value of LabelPartOf.
+	PartOfValue = "kubernaut-executor"
 
 	// ActionContainerName is the name of the container that runs the action.
 	ActionContainerName = "action"
@@ -37,27 +42,6 @@ const (
 	// actionUID is the user and group the action runs as when its image does not say.
 	actionUID = 65532
 )
-
-// Environment variables the executor sets on every action container. Templates cannot
-// override them.
-const (
-	EnvActionType         = "ACTION_TYPE"
-	EnvTargetNamespace    = "TARGET_NAMESPACE"
-	EnvTargetKind         = "TARGET_KIND"
-	EnvTargetName         = "TARGET_NAME"
-	EnvActionParameters   = "ACTION_PARAMETERS"
-	EnvDryRun             = "DRY_RUN"
-	EnvExecutionName      = "EXECUTION_NAME"
-	EnvExecutionNamespace = "EXECUTION_NAMESPACE"
-	EnvExecutionAttempt   = "EXECUTION_ATTEMPT"
-)
-
-// reservedEnv are the names above, which a template's env may not set.
-var reservedEnv = map[string]bool{
-	EnvActionType: true, EnvTargetNamespace: true, EnvTargetKind: true, EnvTargetName: true,
-	EnvActionParameters: true, EnvDryRun: true, EnvExecutionName: true, EnvExecutionNamespace: true,
-	EnvExecutionAttempt: true,
-}
 
 // defaultResources apply to actions whose template sets none: enough for a client-go binary.
 var defaultResources = corev1.ResourceRequirements{
@@ -90,7 +74,7 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 	obj, tpl := in.Execution, in.Template
 	target := obj.Spec.Action.Target
 
-	params, err := render.Parameters(validation.RawParameters(obj), schemaBytes(tpl))
+	params, err := render.Parameters(validation.RawParameters(obj), validation.SchemaBytes(tpl))
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +98,7 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 	}
 	var env []corev1.EnvVar
 	for _, e := range tpl.Spec.Env {
-		if reservedEnv[e.Name] {
+		if v1alpha1.ReservedEnv[e.Name] {
 			continue
 		}
 		v, err := render.String("env "+e.Name, e.Value, data)
@@ -124,15 +108,15 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 		env = append(env, corev1.EnvVar{Name: e.Name, Value: v})
 	}
 	env = append(env,
-		corev1.EnvVar{Name: EnvActionType, Value: obj.Spec.Action.Type},
-		corev1.EnvVar{Name: EnvTargetNamespace, Value: target.Namespace},
-		corev1.EnvVar{Name: EnvTargetKind, Value: target.ResourceKind},
-		corev1.EnvVar{Name: EnvTargetName, Value: target.ResourceName},
-		corev1.EnvVar{Name: EnvActionParameters, Value: string(paramsJSON)},
-		corev1.EnvVar{Name: EnvDryRun, Value: strconv.FormatBool(obj.Spec.DryRun)},
-		corev1.EnvVar{Name: EnvExecutionName, Value: obj.Name},
-		corev1.EnvVar{Name: EnvExecutionNamespace, Value: obj.Namespace},
-		corev1.EnvVar{Name: EnvExecutionAttempt, Value: strconv.Itoa(int(in.Attempt))},
+		corev1.EnvVar{Name: v1alpha1.EnvActionType, Value: obj.Spec.Action.Type},
+		corev1.EnvVar{Name: v1alpha1.EnvTargetNamespace, Value: target.Namespace},
+		corev1.EnvVar{Name: v1alpha1.EnvTargetKind, Value: target.ResourceKind},
+		corev1.EnvVar{Name: v1alpha1.EnvTargetName, Value: target.ResourceName},
+		corev1.EnvVar{Name: v1alpha1.EnvActionParameters, Value: string(paramsJSON)},
+		corev1.EnvVar{Name: v1alpha1.EnvDryRun, Value: strconv.FormatBool(obj.Spec.DryRun)},
+		corev1.EnvVar{Name: v1alpha1.EnvExecutionName, Value: obj.Name},
+		corev1.EnvVar{Name: v1alpha1.EnvExecutionNamespace, Value: obj.Namespace},
+		corev1.EnvVar{Name: v1alpha1.EnvExecutionAttempt, Value: strconv.Itoa(int(in.Attempt))},
 	)
 
 	image := tpl.Spec.Image
@@ -211,11 +195,4 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 		},
 	}
 	return job, nil
-}
-
-func schemaBytes(tpl *v1alpha1.ActionTemplate) []byte {
-	if tpl.Spec.Parameters == nil {
-		return nil
-	}
-	return tpl.Spec.Parameters.Raw
 }

@@ -5,6 +5,8 @@ import (
 
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/kubernaut/kubernaut-executor/internal/validation"
 )
 
 // Config is what the manager passes to its controllers.
@@ -16,6 +18,8 @@ type Config struct {
 	Clock clock.PassiveClock
 	// Random returns a number in [0, 1) for backoff jitter.
 	Random func() float64
+	// Validator is shared with the webhooks, so that each template's schema is compiled once.
+	Validator *validation.Validator
 }
 
 // Setup registers the executor's controllers with mgr.
@@ -23,8 +27,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if cfg.CeilingName == "" {
 		cfg.CeilingName = DefaultCeilingName
 	}
+	if cfg.Validator == nil {
+		cfg.Validator = &validation.Validator{}
+	}
 	if err := (&ActionTemplateReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), CeilingName: cfg.CeilingName,
+		Client: mgr.GetClient(), CeilingName: cfg.CeilingName,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -35,5 +42,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		Clock:     cfg.Clock,
 		Random:    cfg.Random,
 		Options:   cfg.ExecutorOptions,
+		Validator: cfg.Validator,
 	}).SetupWithManager(ctx, mgr)
 }

@@ -58,6 +58,9 @@ const (
 	// ReasonRulesExceedCeiling: some rules are not covered by the executor's RBAC ceiling; the
 	// message names them.
 	ReasonRulesExceedCeiling = "RulesExceedCeiling"
+	// ReasonInvalidTemplate: the parameter schema does not compile, a templated string does not
+	// parse or render, or the env overrides the executor's variables; the message names each.
+	ReasonInvalidTemplate = "InvalidTemplate"
 	// ReasonMaterializationFailed: the ClusterRole could not be written.
 	ReasonMaterializationFailed = "MaterializationFailed"
 )

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
-	"github.com/kubernaut/kubernaut-executor/internal/render"
+	"github.com/kubernaut/kubernaut-executor/internal/paramschema"
 )
 
 // Fallbacks for templates whose defaulted fields are unset (objects built in Go, not through
@@ -26,8 +26,14 @@ var (
 	targetPath = actionPath.Child("target")
 )
 
-// Execution returns every way obj does not fit tpl.
-func Execution(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) field.ErrorList {
+// Validator checks executions against their templates. Its schema cache compiles each
+// template generation's parameter schema once.
+type Validator struct {
+	Schemas paramschema.Cache
+}
+
+// Execution returns every way obj does not fit tpl: target, timeout, retries and parameters.
+func (v *Validator) Execution(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) field.ErrorList {
 	var errs field.ErrorList
 	spec := &obj.Spec
 	target := spec.Action.Target
@@ -57,10 +63,21 @@ func Execution(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) 
 		errs = append(errs, field.Invalid(field.NewPath("spec", "maxRetries"), MaxRetries(obj),
 			fmt.Sprintf("must be at most %d, the retry cap of action %q", *limit, tpl.Name)))
 	}
-	if _, err := render.Parameters(RawParameters(obj), nil); err != nil {
-		errs = append(errs, field.Invalid(actionPath.Child("parameters"), "", err.Error()))
+	schema, err := v.Schemas.Get(tpl.UID, tpl.Generation, SchemaBytes(tpl))
+	if err != nil {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "action", "type"), tpl.Name,
+			fmt.Sprintf("the parameter schema of ActionTemplate %q does not compile: %v", tpl.Name, err)))
+		return errs
 	}
-	return errs
+	return append(errs, paramschema.Validate(schema, RawParameters(obj))...)
+}
+
+// SchemaBytes returns a template's parameter schema as raw JSON, nil when unset.
+func SchemaBytes(tpl *v1alpha1.ActionTemplate) []byte {
+	if tpl.Spec.Parameters == nil {
+		return nil
+	}
+	return tpl.Spec.Parameters.Raw
 }
 
 // Timeout is the execution's effective timeout: its own, or its template's default.

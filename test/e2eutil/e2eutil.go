@@ -39,6 +39,11 @@ func BinDir() string {
 // StartCluster starts the local control plane with the project's CRDs installed and its
 // binaries standing in for its images. The binaries must have been built (make build).
 func StartCluster(ctx context.Context, name string) (*localcluster.Cluster, error) {
+	return StartClusterWith(ctx, name, localcluster.Options{})
+}
+
+// StartClusterWith is StartCluster with more options (webhooks to install).
+func StartClusterWith(ctx context.Context, name string, opts localcluster.Options) (*localcluster.Cluster, error) {
 	bins := BinDir()
 	for _, b := range []string{"kubernaut-actions"} {
 		if _, err := os.Stat(filepath.Join(bins, b)); err != nil {
@@ -49,11 +54,10 @@ func StartCluster(ctx context.Context, name string) (*localcluster.Cluster, erro
 	if err != nil {
 		return nil, err
 	}
-	return localcluster.Start(ctx, localcluster.Options{
-		Dir:     dir,
-		CRDDirs: []string{filepath.Join(RepoRoot(), "config", "crd")},
-		Images:  localcluster.ProjectImages(bins),
-	})
+	opts.Dir = dir
+	opts.CRDDirs = []string{filepath.Join(RepoRoot(), "config", "crd")}
+	opts.Images = localcluster.ProjectImages(bins)
+	return localcluster.Start(ctx, opts)
 }
 
 // Clock is real time plus an offset that tests advance, so backoff and timeouts are tested

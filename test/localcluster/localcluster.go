@@ -37,6 +37,9 @@ type Options struct {
 	CRDDirs []string
 	// Images maps image repositories to the binaries the node agent runs for them.
 	Images map[string]string
+	// WebhookPaths hold webhook configurations to install, pointed at a local server (see
+	// Cluster.Webhook) with generated certificates.
+	WebhookPaths []string
 }
 
 // Cluster is a running local control plane.
@@ -47,12 +50,22 @@ type Cluster struct {
 	Kubeconfig string
 	// Agent is the node agent.
 	Agent *nodeagent.Agent
+	// Webhook is where the installed webhook configurations send admission reviews: serve them
+	// on Host:Port with the certificate in CertDir.
+	Webhook WebhookServing
 
 	env       *envtest.Environment
 	kcm       *exec.Cmd
 	kcmDone   chan error
 	stopAgent context.CancelFunc
 	agentDone chan error
+}
+
+// WebhookServing is where a webhook server must listen for the installed configurations.
+type WebhookServing struct {
+	Host    string
+	Port    int
+	CertDir string
 }
 
 // Start starts the control plane and returns once pods can run: kube-controller-manager has
@@ -73,6 +86,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		ErrorIfCRDPathMissing:    len(opts.CRDDirs) > 0,
 		ControlPlaneStartTimeout: 90 * time.Second,
 		ControlPlaneStopTimeout:  30 * time.Second,
+		WebhookInstallOptions:    envtest.WebhookInstallOptions{Paths: opts.WebhookPaths},
 	}}
 	api := c.env.ControlPlane.GetAPIServer()
 	// envtest turns ServiceAccount admission off; a real cluster has it, and with it a pod that
@@ -86,6 +100,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if c.Config, err = c.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
 	}
+	w := c.env.WebhookInstallOptions
+	c.Webhook = WebhookServing{Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir}
 	admin, err := c.env.AddUser(envtest.User{Name: "local-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return nil, err

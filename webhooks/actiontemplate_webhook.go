@@ -1,0 +1,66 @@
+package webhooks
+
+import (
+	"context"
+	"fmt"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/internal/grants"
+	"github.com/kubernaut/kubernaut-executor/internal/validation"
+)
+
+// ActionTemplateValidator admits a template only if it can work: its schema compiles, its
+// templated strings render with hermetic functions, and its rules are plain and under the
+// RBAC ceiling.
+type ActionTemplateValidator struct {
+	// Reader reads the ceiling ClusterRole.
+	Reader client.Reader
+	// CeilingName is the aggregated ClusterRole that bounds every template's rules.
+	CeilingName string
+}
+
+// +kubebuilder:webhook:path=/validate-kubernetesexecution-kubernaut-io-v1alpha1-actiontemplate,mutating=false,failurePolicy=fail,sideEffects=None,groups=kubernetesexecution.kubernaut.io,resources=actiontemplates,verbs=create;update,versions=v1alpha1,name=vactiontemplate.kubernaut.io,admissionReviewVersions=v1,timeoutSeconds=5
+
+var _ admission.Validator[*v1alpha1.ActionTemplate] = &ActionTemplateValidator{}
+
+// ValidateCreate checks a new template.
+func (v *ActionTemplateValidator) ValidateCreate(ctx context.Context, tpl *v1alpha1.ActionTemplate) (admission.Warnings, error) {
+	return v.validate(ctx, tpl)
+}
+
+// ValidateUpdate checks a changed template as if it were new.
+func (v *ActionTemplateValidator) ValidateUpdate(ctx context.Context, _, tpl *v1alpha1.ActionTemplate) (admission.Warnings, error) {
+	return v.validate(ctx, tpl)
+}
+
+// ValidateDelete allows every deletion.
+func (v *ActionTemplateValidator) ValidateDelete(context.Context, *v1alpha1.ActionTemplate) (admission.Warnings, error) {
+	return nil, nil
+}
+
+func (v *ActionTemplateValidator) validate(ctx context.Context, tpl *v1alpha1.ActionTemplate) (admission.Warnings, error) {
+	errs := validation.Template(tpl)
+	if rules := tpl.Spec.RBAC.Rules; len(rules) > 0 {
+		ceiling := &rbacv1.ClusterRole{}
+		err := v.Reader.Get(ctx, types.NamespacedName{Name: v.CeilingName}, ceiling)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, apierrors.NewInternalError(err)
+		}
+		if missing := grants.Uncovered(ceiling.Rules, rules); missing != nil {
+			errs = append(errs, field.Forbidden(field.NewPath("spec", "rbac", "rules"),
+				fmt.Sprintf("not covered by the RBAC ceiling %q: %s; an administrator must first add a ceiling fragment (a ClusterRole labelled kubernaut.io/aggregate-to-ceiling=true)",
+					v.CeilingName, grants.FormatRules(missing))))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, invalid(tpl, errs)
+	}
+	return nil, nil
+}

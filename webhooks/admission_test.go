@@ -1,0 +1,249 @@
+package webhooks_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/controllers"
+	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
+)
+
+// keywordsTemplate uses every JSON Schema keyword the predefined templates use.
+const keywordsTemplate = `
+apiVersion: kubernetesexecution.kubernaut.io/v1alpha1
+kind: ActionTemplate
+metadata:
+  name: keywords
+spec:
+  image: kubernaut-actions
+  args: ["test-action"]
+  targetKinds: [Deployment]
+  maxTimeout: 10m
+  rbac:
+    rules:
+      - apiGroups: [apps]
+        resources: [deployments]
+        verbs: [get, patch]
+  parameters:
+    type: object
+    additionalProperties: false
+    required: [replicas]
+    properties:
+      replicas: {type: integer, minimum: 0, maximum: 10}
+      mode: {type: string, enum: [fast, safe]}
+      container: {type: string, pattern: "^[a-z0-9-]+$"}
+      output: {type: string}
+`
+
+func apply(manifest string, args ...string) (string, error) {
+	return e2eutil.Kubectl(cluster.Kubeconfig, manifest, append([]string{"apply", "-f", "-"}, args...)...)
+}
+
+func execution(ns, name, actionType, params, extra string) string {
+	return fmt.Sprintf(`
+apiVersion: kubernetesexecution.kubernaut.io/v1alpha1
+kind: KubernetesExecution
+metadata: {name: %s, namespace: %s}
+spec:
+  action:
+    type: %s
+    parameters: %s
+    target: {namespace: %s, resourceKind: Deployment, resourceName: web}
+%s`, name, ns, actionType, params, ns, extra)
+}
+
+func template(name, body string) string {
+	return fmt.Sprintf(`
+apiVersion: kubernetesexecution.kubernaut.io/v1alpha1
+kind: ActionTemplate
+metadata: {name: %s}
+spec:
+  image: kubernaut-actions
+  targetKinds: [Deployment]
+%s`, name, body)
+}
+
+func waitReady(ctx context.Context, name string) *v1alpha1.ActionTemplate {
+	tpl := &v1alpha1.ActionTemplate{}
+	Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, tpl)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(tpl.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue())
+	}).Should(Succeed())
+	return tpl
+}
+
+func jobsIn(ctx context.Context, ns string) []batchv1.Job {
+	jobs := &batchv1.JobList{}
+	Expect(k8s.List(ctx, jobs, client.InNamespace(ns))).To(Succeed())
+	return jobs.Items
+}
+
+// noJobs checks that nothing was admitted, so nothing can run.
+func noJobs(ctx context.Context, ns string) {
+	executions := &v1alpha1.KubernetesExecutionList{}
+	Expect(k8s.List(ctx, executions, client.InNamespace(ns))).To(Succeed())
+	for _, e := range executions.Items {
+		Expect(e.Name).NotTo(HavePrefix("bad"), "a rejected execution was stored")
+	}
+	Consistently(func() []batchv1.Job { return jobsIn(ctx, ns) }, "500ms").Should(BeEmpty())
+}
+
+var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func() {
+	var ns string
+	BeforeAll(func(ctx SpecContext) {
+		out, err := apply(keywordsTemplate)
+		Expect(err).NotTo(HaveOccurred(), out)
+		waitReady(ctx, "keywords")
+	})
+	BeforeEach(func(ctx SpecContext) {
+		var err error
+		ns, err = cluster.Namespace(ctx, "admission", map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+		Expect(err).NotTo(HaveOccurred())
+		labels := map[string]string{"app": "web"}
+		Expect(k8s.Create(ctx, &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+			Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](0), Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.invalid/web:1"}}}}},
+		})).To(Succeed())
+	})
+
+	It("admits a valid execution, which then completes", func(ctx SpecContext) {
+		out, err := apply(execution(ns, "valid", "keywords", `{replicas: 2, mode: safe, container: web, output: fine}`, ""))
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() v1alpha1.ExecutionPhase {
+			obj := &v1alpha1.KubernetesExecution{}
+			_ = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "valid"}, obj)
+			return obj.Status.Phase
+		}).Should(Equal(v1alpha1.PhaseCompleted))
+	})
+
+	DescribeTable("rejects a bad execution, names the field and the reason, and creates no Job",
+		func(ctx SpecContext, params, extra string, want ...string) {
+			out, err := apply(execution(ns, "bad", "keywords", params, extra))
+			Expect(err).To(HaveOccurred(), out)
+			for _, w := range want {
+				Expect(out).To(ContainSubstring(w))
+			}
+			noJobs(ctx, ns)
+		},
+		Entry("type", `{replicas: "three"}`, "", `spec.action.parameters.replicas: Invalid value: "three": must be of type integer`),
+		Entry("required", `{mode: fast}`, "", `spec.action.parameters.replicas: Required value`),
+		Entry("minimum", `{replicas: -1}`, "", `spec.action.parameters.replicas: Invalid value: -1: must be greater than or equal to 0`),
+		Entry("maximum", `{replicas: 11}`, "", `spec.action.parameters.replicas: Invalid value: 11: must be less than or equal to 10`),
+		Entry("enum", `{replicas: 1, mode: reckless}`, "", `spec.action.parameters.mode: Unsupported value: "reckless": supported values: "fast", "safe"`),
+		Entry("pattern", `{replicas: 1, container: "Web_1"}`, "", `spec.action.parameters.container: Invalid value: "Web_1": must match the pattern ^[a-z0-9-]+$`),
+		Entry("additionalProperties", `{replicas: 1, replica: 2}`, "", `spec.action.parameters.replica: Forbidden: the action has no such parameter`),
+		Entry("several errors at once, all reported", `{replicas: -1, mode: x, extra: true}`, "",
+			`spec.action.parameters.replicas: Invalid value: -1`, `spec.action.parameters.mode: Unsupported value: "x"`, `spec.action.parameters.extra: Forbidden`),
+		Entry("parameters not an object", `[1, 2]`, "", `spec.action.parameters: Invalid value: "array": spec.action.parameters in body must be of type object`),
+		Entry("parameters too large", fmt.Sprintf(`{replicas: 1, output: %q}`, strings.Repeat("x", 40*1024)), "", `spec.action.parameters: Too long: may not be more than 32768 bytes`),
+		Entry("timeout above the template's maximum", `{replicas: 1}`, "  timeout: 2h", `spec.timeout: Invalid value: "2h0m0s": must be at most 10m0s, the maxTimeout of action "keywords"`),
+	)
+
+	It("rejects an unknown action type", func(ctx SpecContext) {
+		out, err := apply(execution(ns, "unknown", "no-such-action", `{}`, ""))
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`The KubernetesExecution "unknown" is invalid`))
+		Expect(out).To(ContainSubstring(`spec.action.type: Not found: "no-such-action"`))
+		noJobs(ctx, ns)
+	})
+
+	It("rejects a wrong target kind and a missing target name", func(ctx SpecContext) {
+		out, err := apply(strings.Replace(execution(ns, "kind", "keywords", `{replicas: 1}`, ""), "resourceKind: Deployment", "resourceKind: Node", 1))
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`spec.action.target.resourceKind: Unsupported value: "Node": supported values: "Deployment"`))
+		out, err = apply(strings.Replace(execution(ns, "noname", "keywords", `{replicas: 1}`, ""), ", resourceName: web", "", 1))
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`spec.action.target.resourceName: Required value`))
+		noJobs(ctx, ns)
+	})
+
+	It("rejects a change of the spec after creation", func(ctx SpecContext) {
+		out, err := apply(execution(ns, "fixed", "keywords", `{replicas: 1}`, ""))
+		Expect(err).NotTo(HaveOccurred(), out)
+		out, err = e2eutil.Kubectl(cluster.Kubeconfig, "", "-n", ns, "patch", "kexec", "fixed", "--type=merge", "-p", `{"spec":{"action":{"parameters":{"replicas":5}}}}`)
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("spec is immutable"))
+	})
+
+	It("rejects a requester who may not act on the target themselves, naming the missing permission", func(ctx SpecContext) {
+		Expect(k8s.Create(ctx, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "can-request"},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"kubernetesexecutions"}, Verbs: []string{"create", "get"}},
+				{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get"}},
+			},
+		})).To(Succeed())
+		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "alice"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "can-request"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "alice"}},
+		})).To(Succeed())
+		out, err := e2eutil.Kubectl(cluster.Kubeconfig, execution(ns, "deputy", "keywords", `{replicas: 1}`, ""), "create", "--as=alice", "-f", "-")
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(fmt.Sprintf("spec.action.target: Forbidden: the requester may not patch deployments.apps on Deployment %s/web themselves", ns)))
+		noJobs(ctx, ns)
+	})
+
+	It("rejects an execution of a template that is not ready", func(ctx SpecContext) {
+		fragment := &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-shrinking", Labels: map[string]string{controllers.LabelAggregateToCeiling: "true"}},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}},
+		}
+		Expect(k8s.Create(ctx, fragment)).To(Succeed())
+		Eventually(func() (string, error) {
+			return apply(template("shrinking", "  rbac:\n    rules: [{apiGroups: [''], resources: [configmaps], verbs: [get]}]"))
+		}).Should(ContainSubstring("created"))
+		waitReady(ctx, "shrinking")
+		// The administrator takes the permission out of the ceiling: the template is no longer ready.
+		Expect(k8s.Delete(ctx, fragment)).To(Succeed())
+		Eventually(func() bool {
+			tpl := &v1alpha1.ActionTemplate{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: "shrinking"}, tpl)).To(Succeed())
+			return meta.IsStatusConditionFalse(tpl.Status.Conditions, v1alpha1.ConditionReady)
+		}).Should(BeTrue())
+		out, err := apply(execution(ns, "not-ready", "shrinking", `{}`, ""))
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`spec.action.type: Invalid value: "shrinking": ActionTemplate "shrinking" is not ready: rules not covered by the RBAC ceiling`))
+		noJobs(ctx, ns)
+	})
+
+	DescribeTable("rejects a template that cannot work, naming the field",
+		func(name, body string, want ...string) {
+			out, err := apply(template(name, body))
+			Expect(err).To(HaveOccurred(), out)
+			Expect(out).To(ContainSubstring(`The ActionTemplate %q is invalid`, name))
+			for _, w := range want {
+				Expect(out).To(ContainSubstring(w))
+			}
+		},
+		Entry("invalid schema", "bad-schema", "  parameters: {type: object, properties: {n: {type: integr}}}",
+			`spec.parameters: Invalid value: "": the JSON Schema does not compile`),
+		Entry("wildcard rule", "wildcard", "  rbac:\n    rules: [{apiGroups: [apps], resources: ['*'], verbs: [get]}]",
+			`spec.rbac.rules[0].resources[0]: Forbidden: wildcard "*"`),
+		Entry("escalating rule", "escalating", "  rbac:\n    rules: [{apiGroups: [rbac.authorization.k8s.io], resources: [roles], verbs: [bind, escalate]}]",
+			`spec.rbac.rules[0].verbs[0]: Forbidden: verb "bind" lets the action raise privileges`, `spec.rbac.rules[0].verbs[1]: Forbidden: verb "escalate"`),
+		Entry("above the ceiling", "greedy", "  rbac:\n    rules: [{apiGroups: [''], resources: [secrets], verbs: [get]}]",
+			`spec.rbac.rules: Forbidden: not covered by the RBAC ceiling "kubernaut-executor-ceiling": get secrets`),
+		Entry("args that do not parse", "unparsable", "  args: ['{{ .Parameters.n ']",
+			`spec.args[0]: Invalid value: "{{ .Parameters.n ": template: args:1: unclosed action`),
+		Entry("a non-hermetic function", "leaky", "  args: ['{{ env \"HOME\" }}']",
+			`spec.args[0]: Invalid value: "{{ env \"HOME\" }}": template: args:1: function "env" not defined`),
+		Entry("an executor variable in env", "spoofing", "  env: [{name: TARGET_NAME, value: x}]",
+			`spec.env[0].name: Forbidden: TARGET_NAME is set by the executor`),
+	)
+})

@@ -1,0 +1,34 @@
+package webhooks
+
+import (
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/internal/validation"
+)
+
+// Config is what the webhooks need from the manager.
+type Config struct {
+	// Validator is shared with the controller, so that each schema is compiled once.
+	Validator *validation.Validator
+	// CeilingName is the aggregated ClusterRole that bounds every template's rules.
+	CeilingName string
+	// RequesterCheck is enforce (default) or warn.
+	RequesterCheck RequesterCheck
+}
+
+// Setup registers the validating webhooks with mgr's webhook server.
+func Setup(mgr ctrl.Manager, cfg Config) error {
+	if cfg.RequesterCheck == "" {
+		cfg.RequesterCheck = RequesterCheckEnforce
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &v1alpha1.KubernetesExecution{}).WithValidator(&KubernetesExecutionValidator{
+		Reader: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), Reviewer: mgr.GetClient(),
+		Validator: cfg.Validator, RequesterCheck: cfg.RequesterCheck,
+	}).Complete(); err != nil {
+		return err
+	}
+	return ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ActionTemplate{}).WithValidator(&ActionTemplateValidator{
+		Reader: mgr.GetAPIReader(), CeilingName: cfg.CeilingName,
+	}).Complete()
+}
