@@ -61,6 +61,18 @@ test: controlplane build $(GINKGO) ## Run every test: unit tests and the suites 
 	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" KUBERNAUT_BIN="$(BIN)" \
 		$(GINKGO) -r --randomize-all --timeout=25m $(GINKGO_ARGS) ./...
 
+FUZZTIME ?= 10s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
+	go test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) ./actions/internal/result
+	go test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./internal/paramschema
+	go test -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME) ./internal/render
+
+.PHONY: bench
+bench: ## Run the benchmarks and print their figures.
+	go test -run '^$$' -bench . -benchmem ./...
+
 .PHONY: cluster
 cluster: controlplane build ## Start the local control plane by hand; prints KUBECONFIG=<path>. Ctrl-C stops it.
 	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" $(BIN)/localcluster --bin-dir $(BIN) --dir $(CURDIR)/.work/cluster

@@ -40,7 +40,7 @@ mkdir -p "$state"
 rm -f "$state/cluster/ready"
 
 say "Starting the local control plane (etcd, kube-apiserver, kube-controller-manager, node agent)"
-setsid nohup "$BIN/localcluster" --dir "$state/cluster" --bin-dir "$BIN" >"$state/cluster.log" 2>&1 &
+setsid nohup "$BIN/localcluster" --dir "$state/cluster" --bin-dir "$BIN" --webhook-config "$root/config/webhook" >"$state/cluster.log" 2>&1 &
 echo $! >"$state/cluster.pid"
 for _ in $(seq 300); do
   [ -f "$state/cluster/ready" ] && break
@@ -54,11 +54,10 @@ export KUBECONFIG=$kubeconfig
 trap '[ -n "${KEEP:-}" ] || down' EXIT
 kubectl get nodes
 
-say "Installing the CRDs, the operator's RBAC (its own role and the ceiling) and the demo ActionTemplate"
+say "Installing the CRDs and the operator's RBAC (its own role and the ceiling)"
 kubectl apply -f "$root/config/crd"
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kubectl apply -f "$root/config/rbac"
-kubectl apply -f "$root/test/demo/test-action.yaml"
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
 # The namespace enforces the restricted Pod Security Standard: the action's pod must pass it.
 kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted --overwrite
@@ -68,10 +67,27 @@ cp "$kubeconfig" "$state/manager.kubeconfig"
 token=$(kubectl -n kubernaut-system create token kubernaut-executor --duration=24h)
 KUBECONFIG=$state/manager.kubeconfig kubectl config set-credentials kubernaut-executor --token="$token" >/dev/null
 KUBECONFIG=$state/manager.kubeconfig kubectl config set-context --current --user=kubernaut-executor >/dev/null
+# shellcheck disable=SC1091
+. "$state/cluster/webhook.env"
 KUBECONFIG=$state/manager.kubeconfig setsid nohup "$BIN/manager" --metrics-bind-address=0 --health-probe-bind-address=127.0.0.1:0 \
+  --webhook-host="$WEBHOOK_HOST" --webhook-port="$WEBHOOK_PORT" --webhook-cert-dir="$WEBHOOK_CERT_DIR" \
   --retry-backoff=3s --action-images=kubernaut-actions=ghcr.io/kubernaut/kubernaut-actions:dev \
   >"$state/manager.log" 2>&1 &
 echo $! >"$state/manager.pid"
+
+# The webhooks refuse every request until the manager serves them (failurePolicy: Fail).
+for _ in $(seq 60); do
+  kubectl apply --dry-run=server -f "$root/test/demo/test-action.yaml" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+say "Installing the demo ActionTemplate (checked by the ActionTemplate webhook)"
+kubectl apply -f "$root/test/demo/test-action.yaml"
+kubectl wait --for=condition=Ready actiontemplate/test-action --timeout=60s >/dev/null
+
+say "A bad execution is rejected at kubectl apply, every bad field named, and never runs"
+if kubectl apply -f "$root/test/demo/bad-execution.yaml"; then
+  echo "the bad execution was admitted" >&2; exit 1
+fi
 
 say "Creating two KubernetesExecutions"
 kubectl apply -f "$root/test/demo/executions.yaml"

@@ -91,3 +91,26 @@ func TestParameters(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRender renders arbitrary template text with arbitrary parameters: errors are fine,
+// panics and calls outside the hermetic function map are not.
+func FuzzRender(f *testing.F) {
+	for _, seed := range []struct{ text, params string }{
+		{"--replicas={{ .Parameters.replicas }}", `{"replicas":3}`},
+		{"{{ .Target.Name | upper | trunc 3 }}", `{}`},
+		{`{{ env "HOME" }}`, `{}`},
+		{"{{ range .Parameters.list }}{{ . }},{{ end }}", `{"list":[1,"a",null]}`},
+		{"{{ .Parameters.a.b.c }}", `{"a":{"b":{"c":true}}}`},
+		{"{{ template \"x\" }}", `{}`},
+		{"{{ toJson .Parameters }}", `{"k":[{"n":1.5}]}`},
+	} {
+		f.Add(seed.text, seed.params)
+	}
+	f.Fuzz(func(t *testing.T, text, params string) {
+		p, err := Parameters([]byte(params), nil)
+		if err != nil {
+			return
+		}
+		_, _ = String("fuzz", text, &Data{Parameters: p, Target: Target{Namespace: "ns", Kind: "Pod", Name: "p"}})
+	})
+}

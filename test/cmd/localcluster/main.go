@@ -18,6 +18,7 @@ import (
 func main() {
 	dir := flag.String("dir", ".work/cluster", "Folder for the kubeconfig, logs and pod files.")
 	binDir := flag.String("bin-dir", "bin", "Folder with the project's binaries, run for the project's images.")
+	webhooks := flag.String("webhook-config", "", "Folder of webhook configurations to install, pointed at a local webhook server; its address and certificate folder are written to <dir>/webhook.env.")
 	flag.Parse()
 
 	abs, err := filepath.Abs(*dir)
@@ -28,8 +29,16 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := localcluster.Start(ctx, localcluster.Options{Dir: abs, Images: localcluster.ProjectImages(bins)})
+	opts := localcluster.Options{Dir: abs, Images: localcluster.ProjectImages(bins)}
+	if *webhooks != "" {
+		opts.WebhookPaths = []string{*webhooks}
+	}
+	c, err := localcluster.Start(ctx, opts)
 	check(err)
+	if *webhooks != "" {
+		env := fmt.Sprintf("WEBHOOK_HOST=%s\nWEBHOOK_PORT=%d\nWEBHOOK_CERT_DIR=%s\n", c.Webhook.Host, c.Webhook.Port, c.Webhook.CertDir)
+		check(os.WriteFile(filepath.Join(abs, "webhook.env"), []byte(env), 0o600))
+	}
 	fmt.Printf("KUBECONFIG=%s\n", c.Kubeconfig)
 	check(os.WriteFile(filepath.Join(abs, "ready"), []byte(c.Kubeconfig+"\n"), 0o600))
 	<-ctx.Done()

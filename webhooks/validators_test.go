@@ -1,0 +1,289 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/internal/validation"
+)
+
+// reviewer answers SubjectAccessReviews from a fixed set of allowed "verb resource/subresource"
+// permissions, recording what it was asked.
+type reviewer struct {
+	allowed map[string]bool
+	asked   []string
+}
+
+func (r *reviewer) Create(_ context.Context, obj client.Object, _ ...client.CreateOption) error {
+	sar := obj.(*authorizationv1.SubjectAccessReview)
+	a := sar.Spec.ResourceAttributes
+	key := a.Verb + " " + a.Resource
+	if a.Subresource != "" {
+		key += "/" + a.Subresource
+	}
+	r.asked = append(r.asked, fmt.Sprintf("%s %s as %s in %s named %s", key, a.Group, sar.Spec.User, a.Namespace, a.Name))
+	sar.Status.Allowed = r.allowed[key]
+	return nil
+}
+
+func testScheme(t testing.TB) *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testMapper() meta.RESTMapper {
+	m := meta.NewDefaultRESTMapper([]schema.GroupVersion{{Group: "apps", Version: "v1"}})
+	m.Add(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, meta.RESTScopeNamespace)
+	return m
+}
+
+func readyTemplate(name string, schemaJSON string) *v1alpha1.ActionTemplate {
+	tpl := &v1alpha1.ActionTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: "uid-" + "name", Generation: 1},
+		Spec: v1alpha1.ActionTemplateSpec{
+			Image: "kubernaut-actions", TargetKinds: []string{"Deployment"},
+			MaxTimeout: &metav1.Duration{Duration: 600e9},
+			RBAC: v1alpha1.ActionRBAC{Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{"apps"}, Resources: []string{"deployments", "deployments/scale"}, Verbs: []string{"get", "patch"}},
+			}},
+			Parameters: &apiextensionsv1.JSON{Raw: []byte(schemaJSON)},
+		},
+	}
+	tpl.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "RulesMaterialized", ObservedGeneration: 1}}
+	return tpl
+}
+
+const scaleSchema = `{"type":"object","additionalProperties":false,"required":["replicas"],
+	"properties":{"replicas":{"type":"integer","minimum":0,"maximum":50}}}`
+
+func execution(params string, mutate ...func(*v1alpha1.KubernetesExecution)) *v1alpha1.KubernetesExecution {
+	obj := &v1alpha1.KubernetesExecution{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ops", Name: "fix"},
+		Spec: v1alpha1.KubernetesExecutionSpec{Action: v1alpha1.ActionSpec{
+			Type: "scale", Parameters: &apiextensionsv1.JSON{Raw: []byte(params)},
+			Target: v1alpha1.TargetSpec{Namespace: "prod", ResourceKind: "Deployment", ResourceName: "web"},
+		}},
+	}
+	for _, m := range mutate {
+		m(obj)
+	}
+	return obj
+}
+
+// causes returns "field: type" for each cause of an Invalid error, sorted.
+func causes(t *testing.T, err error) []string {
+	t.Helper()
+	if err == nil {
+		return nil
+	}
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || status.Status().Reason != metav1.StatusReasonInvalid {
+		t.Fatalf("not an Invalid error: %v", err)
+	}
+	var out []string
+	for _, c := range status.Status().Details.Causes {
+		out = append(out, c.Field+": "+string(c.Type))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func requestContext(user string) context.Context {
+	return admission.NewContextWithRequest(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UserInfo: authenticationv1.UserInfo{Username: user, Groups: []string{"team"}},
+	}})
+}
+
+func TestKubernetesExecutionValidator(t *testing.T) {
+	notReady := readyTemplate("stale", scaleSchema)
+	notReady.Status.Conditions[0].Status = metav1.ConditionFalse
+	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(readyTemplate("scale", scaleSchema), notReady).Build()
+	allPerms := map[string]bool{"get deployments": true, "patch deployments": true, "get deployments/scale": true, "patch deployments/scale": true}
+
+	tests := []struct {
+		name     string
+		obj      *v1alpha1.KubernetesExecution
+		allowed  map[string]bool
+		check    RequesterCheck
+		want     []string
+		warnings int
+	}{
+		{name: "valid", obj: execution(`{"replicas":3}`), allowed: allPerms},
+		{name: "unknown action", obj: execution(`{}`, func(o *v1alpha1.KubernetesExecution) { o.Spec.Action.Type = "nope" }),
+			want: []string{"spec.action.type: FieldValueNotFound"}},
+		{name: "template not ready", obj: execution(`{"replicas":3}`, func(o *v1alpha1.KubernetesExecution) { o.Spec.Action.Type = "stale" }),
+			allowed: allPerms, want: []string{"spec.action.type: FieldValueInvalid"}},
+		{name: "schema errors all at once", obj: execution(`{"replicas":-1,"extra":1}`), allowed: allPerms,
+			want: []string{"spec.action.parameters.extra: FieldValueForbidden", "spec.action.parameters.replicas: FieldValueInvalid"}},
+		{name: "wrong kind and missing namespace", obj: execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) {
+			o.Spec.Action.Target.ResourceKind, o.Spec.Action.Target.Namespace = "Pod", ""
+		}), allowed: allPerms, want: []string{"spec.action.target.namespace: FieldValueRequired", "spec.action.target.resourceKind: FieldValueNotSupported"}},
+		{name: "timeout above maximum", obj: execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) {
+			o.Spec.Timeout = &metav1.Duration{Duration: 3600e9}
+		}), allowed: allPerms, want: []string{"spec.timeout: FieldValueInvalid"}},
+		{name: "requester lacks patch", obj: execution(`{"replicas":1}`),
+			allowed: map[string]bool{"get deployments": true, "get deployments/scale": true},
+			want:    []string{"spec.action.target: FieldValueForbidden"}},
+		{name: "requester lacks patch, warn only", obj: execution(`{"replicas":1}`), check: RequesterCheckWarn,
+			allowed: map[string]bool{"get deployments": true}, warnings: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rev := &reviewer{allowed: tt.allowed}
+			v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev,
+				Validator: &validation.Validator{}, RequesterCheck: tt.check}
+			warnings, err := v.ValidateCreate(requestContext("alice"), tt.obj)
+			if got := causes(t, err); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("causes %v, want %v (%v)", got, tt.want, err)
+			}
+			if len(warnings) != tt.warnings {
+				t.Fatalf("warnings %v, want %d", warnings, tt.warnings)
+			}
+		})
+	}
+
+	// The requester check asks about exactly the target, as the requester.
+	rev := &reviewer{allowed: allPerms}
+	v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev, Validator: &validation.Validator{}}
+	if _, err := v.ValidateCreate(requestContext("alice"), execution(`{"replicas":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"get deployments apps as alice in prod named web", "patch deployments apps as alice in prod named web",
+		"get deployments/scale apps as alice in prod named web", "patch deployments/scale apps as alice in prod named web",
+	}
+	if !reflect.DeepEqual(rev.asked, want) {
+		t.Fatalf("asked %v, want %v", rev.asked, want)
+	}
+
+	// An update may not change the spec; any other update passes.
+	old := execution(`{"replicas":1}`)
+	changed := execution(`{"replicas":2}`)
+	if got := causes(t, func() error { _, err := v.ValidateUpdate(context.Background(), old, changed); return err }()); !reflect.DeepEqual(got, []string{"spec: FieldValueForbidden"}) {
+		t.Fatalf("spec change: %v", got)
+	}
+	relabelled := old.DeepCopy()
+	relabelled.Finalizers = []string{"kubernaut.io/revoke-grant"}
+	if _, err := v.ValidateUpdate(context.Background(), old, relabelled); err != nil {
+		t.Fatalf("a finalizer change was refused: %v", err)
+	}
+}
+
+func TestActionTemplateValidator(t *testing.T) {
+	ceiling := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "ceiling"}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "deployments/scale"}, Verbs: []string{"get", "patch"}},
+	}}
+	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(ceiling).Build()
+	v := &ActionTemplateValidator{Reader: reader, CeilingName: "ceiling"}
+	tests := []struct {
+		name   string
+		mutate func(*v1alpha1.ActionTemplate)
+		want   []string
+	}{
+		{name: "valid", mutate: func(tpl *v1alpha1.ActionTemplate) {
+			tpl.Spec.Args = []string{"scale", "--replicas={{ .Parameters.replicas }}", "{{ .Target.Name | upper }}"}
+		}},
+		{name: "schema does not compile", mutate: func(tpl *v1alpha1.ActionTemplate) {
+			tpl.Spec.Parameters.Raw = []byte(`{"type":"objet"}`)
+		}, want: []string{"spec.parameters: FieldValueInvalid"}},
+		{name: "args parse and hermetic errors", mutate: func(tpl *v1alpha1.ActionTemplate) {
+			tpl.Spec.Args = []string{"{{ .Target", `{{ env "PATH" }}`, "{{ now }}"}
+		}, want: []string{"spec.args[0]: FieldValueInvalid", "spec.args[1]: FieldValueInvalid", "spec.args[2]: FieldValueInvalid"}},
+		{name: "reference to an unknown parameter", mutate: func(tpl *v1alpha1.ActionTemplate) {
+			tpl.Spec.Command = []string{"{{ .Parameters.nope }}"}
+		}, want: []string{"spec.command[0]: FieldValueInvalid"}},
+		{name: "wildcard, escalation and above the ceiling", mutate: func(tpl *v1alpha1.ActionTemplate) {
+			tpl.Spec.RBAC.Rules = []rbacv1.PolicyRule{
+				{APIGroups: []string{""}, Resources: []string{"*"}, Verbs: []string{"get"}},
+				{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"roles"}, Verbs: []string{"escalate"}},
+			}
+		}, want: []string{"spec.rbac.rules: FieldValueForbidden", "spec.rbac.rules[0].resources[0]: FieldValueForbidden", "spec.rbac.rules[1].verbs[0]: FieldValueForbidden"}},
+		{name: "reserved env and timeouts out of order", mutate: func(tpl *v1alpha1.ActionTemplate) {
+			tpl.Spec.Env = []v1alpha1.TemplatedEnvVar{{Name: "DRY_RUN", Value: "false"}}
+			tpl.Spec.DefaultTimeout = &metav1.Duration{Duration: 3600e9}
+		}, want: []string{"spec.defaultTimeout: FieldValueInvalid", "spec.env[0].name: FieldValueForbidden"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tpl := readyTemplate("scale", scaleSchema)
+			tt.mutate(tpl)
+			_, err := v.ValidateCreate(context.Background(), tpl)
+			if got := causes(t, err); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("causes %v, want %v (%v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
+// largeSchema returns a parameter schema of about size bytes: many typed, bounded properties.
+func largeSchema(size int) (string, map[string]any) {
+	props := map[string]any{}
+	params := map[string]any{}
+	for i := 0; ; i++ {
+		b, _ := json.Marshal(props)
+		if len(b) >= size {
+			break
+		}
+		name := fmt.Sprintf("p%03d", i)
+		props[name] = map[string]any{"type": "integer", "minimum": 0, "maximum": 1000, "description": "a bounded integer parameter"}
+		params[name] = i
+	}
+	b, _ := json.Marshal(map[string]any{"type": "object", "additionalProperties": false, "properties": props})
+	return string(b), params
+}
+
+// BenchmarkAdmissionReview measures one admission review of an execution, decoding included,
+// for a template with a 10 KB parameter schema. SubjectAccessReviews are answered in process:
+// their cost is the API server's.
+func BenchmarkAdmissionReview(b *testing.B) {
+	schemaJSON, params := largeSchema(10 * 1024)
+	reader := fake.NewClientBuilder().WithScheme(testScheme(b)).WithObjects(readyTemplate("scale", schemaJSON)).Build()
+	v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Validator: &validation.Validator{},
+		Reviewer: &reviewer{allowed: map[string]bool{"get deployments": true, "patch deployments": true, "get deployments/scale": true, "patch deployments/scale": true}}}
+	handler := admission.WithValidator[*v1alpha1.KubernetesExecution](testScheme(b), v)
+	raw, _ := json.Marshal(params)
+	obj := execution(string(raw))
+	obj.APIVersion, obj.Kind = v1alpha1.GroupVersion.String(), "KubernetesExecution"
+	body, _ := json.Marshal(obj)
+	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "1", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: body},
+		Kind:     metav1.GroupVersionKind{Group: v1alpha1.GroupVersion.Group, Version: "v1alpha1", Kind: "KubernetesExecution"},
+		UserInfo: authenticationv1.UserInfo{Username: "alice"},
+	}}
+	b.ReportMetric(float64(len(schemaJSON)), "schema-bytes")
+	b.ReportAllocs()
+	for b.Loop() {
+		resp := handler.Handle(context.Background(), req)
+		if !resp.Allowed {
+			b.Fatalf("denied: %v", resp.Result)
+		}
+		v.Reviewer.(*reviewer).asked = v.Reviewer.(*reviewer).asked[:0]
+	}
+}
