@@ -37,6 +37,7 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRDs, the manager's RBAC and the we
 	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd
 	$(CONTROLLER_GEN) rbac:roleName=kubernaut-executor-manager paths="./controllers/...;./webhooks/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) webhook paths="./webhooks/..." output:webhook:artifacts:config=config/webhook
+	go run ./test/tools/fragments templates > config/rbac/ceiling-predefined.yaml
 
 .PHONY: verify
 verify: generate manifests ## Fail when generated files are stale or code is unformatted.

@@ -20,7 +20,14 @@ type action func(ctx context.Context, env Env) (result.Result, int)
 
 // actions is the catalogue, by subcommand.
 var actions = map[string]action{
-	"test-action": testAction,
+	"scale-deployment":    scaleDeployment,
+	"restart-pod":         restartPod,
+	"rollback-deployment": rollbackDeployment,
+	"cordon-node":         cordonNode,
+	"collect-logs":        collectLogs,
+	"drain-node":          drainNode,
+	"restart-deployment":  restartDeployment,
+	"test-action":         testAction,
 }
 
 func main() {

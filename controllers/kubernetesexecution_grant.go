@@ -67,7 +67,13 @@ func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj 
 		t.Name = target.ResourceName
 		rules = grants.Narrow(rules, t)
 	}
+	// Cluster scope (node actions) grants every rule cluster-wide: draining a node evicts pods in
+	// every namespace. Namespaced scope grants in the target's namespace, and only rules on
+	// cluster-scoped resources cluster-wide.
 	namespaced, cluster := r.splitByScope(rules)
+	if tpl.Spec.RBAC.Scope == v1alpha1.RBACScopeCluster {
+		namespaced, cluster = nil, rules
+	}
 	name := grantName(obj)
 	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: obj.Namespace, Name: ActionServiceAccountName(tpl.Name)}
 	labels := map[string]string{

@@ -24,8 +24,12 @@ import (
 	"github.com/kubernaut/kubernaut-executor/test/nodeagent"
 )
 
-// NodeName is the one Node of the local control plane.
+// NodeName is the Node of the local control plane that pods are bound to.
 const NodeName = "local-node"
+
+// SpareNodeName is a second Node, run by the same agent, that pods reach only when they name it:
+// for cordon and drain without disturbing everything else.
+const SpareNodeName = "spare-node"
 
 // Options configure a Cluster.
 type Options struct {
@@ -127,7 +131,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 
 	c.Agent = nodeagent.New(nodeagent.Config{
-		NodeName: NodeName, Client: clientset, RESTConfig: c.Config, Images: opts.Images,
+		NodeName: NodeName, ExtraNodes: []string{SpareNodeName}, Client: clientset, RESTConfig: c.Config, Images: opts.Images,
 		Dir: filepath.Join(opts.Dir, "node"),
 	})
 	agentCtx, cancel := context.WithCancel(context.Background())

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -33,8 +34,11 @@ import (
 
 // Config configures an Agent.
 type Config struct {
-	// NodeName is the Node the agent registers and runs pods for.
+	// NodeName is the Node the agent registers and runs pods for; unscheduled pods are bound to it.
 	NodeName string
+	// ExtraNodes are more Nodes the agent registers and runs the pods of, for tests that
+	// cordon or drain a node other than the one everything else runs on.
+	ExtraNodes []string
 	// Client acts for the agent (an administrator on the local control plane).
 	Client kubernetes.Interface
 	// RESTConfig gives the API server's address and CA for the pods' kubeconfigs.
@@ -50,9 +54,11 @@ type Config struct {
 type Agent struct {
 	cfg Config
 
-	mu    sync.Mutex
-	pods  map[types.UID]*podRun
-	ready chan struct{}
+	mu         sync.Mutex
+	pods       map[types.UID]*podRun
+	ready      chan struct{}
+	logPort    int
+	stopServer func()
 }
 
 // Process is what the agent knows of one container's process.
@@ -92,8 +98,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.Dir, 0o700); err != nil {
 		return err
 	}
-	if err := a.registerNode(ctx); err != nil {
-		return fmt.Errorf("registering node %s: %w", a.cfg.NodeName, err)
+	port, err := a.serveLogs()
+	if err != nil {
+		return fmt.Errorf("serving container logs: %w", err)
+	}
+	a.logPort = port
+	defer a.stopServer()
+	for _, name := range a.nodes() {
+		if err := a.registerNode(ctx, name); err != nil {
+			return fmt.Errorf("registering node %s: %w", name, err)
+		}
 	}
 	factory := informers.NewSharedInformerFactory(a.cfg.Client, 0)
 	inf := factory.Core().V1().Pods().Informer()
@@ -123,12 +137,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// registerNode creates (or refreshes) the Node with a Ready condition and loopback address.
-func (a *Agent) registerNode(ctx context.Context) error {
+// nodes are every Node the agent stands for.
+func (a *Agent) nodes() []string { return append([]string{a.cfg.NodeName}, a.cfg.ExtraNodes...) }
+
+// registerNode creates (or refreshes) a Node with a Ready condition, the loopback address and
+// the port of the log endpoint.
+func (a *Agent) registerNode(ctx context.Context, name string) error {
 	nodes := a.cfg.Client.CoreV1().Nodes()
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-		Name:   a.cfg.NodeName,
-		Labels: map[string]string{corev1.LabelHostname: a.cfg.NodeName, corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64"},
+		Name:   name,
+		Labels: map[string]string{corev1.LabelHostname: name, corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64"},
 	}}
 	if _, err := nodes.Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
@@ -139,7 +157,7 @@ func (a *Agent) registerNode(ctx context.Context) error {
 		corev1.ResourcePods:   resource.MustParse("110"),
 	}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		n, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+		n, err := nodes.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -150,16 +168,31 @@ func (a *Agent) registerNode(ctx context.Context) error {
 				Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
 				Message: "local node agent is ready", LastHeartbeatTime: now, LastTransitionTime: now,
 			}},
-			Addresses: []corev1.NodeAddress{
-				{Type: corev1.NodeInternalIP, Address: "127.0.0.1"},
-				{Type: corev1.NodeHostName, Address: a.cfg.NodeName},
-			},
+			// Only the address: the API server would dial a Hostname address first, and the node's
+			// name does not resolve.
+			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(a.logPort)}},
 			NodeInfo: corev1.NodeSystemInfo{
 				KubeletVersion: "v1.37.2", OperatingSystem: "linux", Architecture: "amd64",
 				ContainerRuntimeVersion: "local-process://1",
 			},
 		}
-		_, err = nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		if n, err = nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		// The API server taints a new Node not-ready; the node lifecycle controller, which would
+		// lift the taint, does not run here, so the agent lifts it as the node is ready.
+		kept := n.Spec.Taints[:0]
+		for _, t := range n.Spec.Taints {
+			if t.Key != corev1.TaintNodeNotReady {
+				kept = append(kept, t)
+			}
+		}
+		if len(kept) == len(n.Spec.Taints) {
+			return nil
+		}
+		n.Spec.Taints = kept
+		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
 		return err
 	})
 }
@@ -174,7 +207,7 @@ func (a *Agent) sync(ctx context.Context, obj any) {
 	switch {
 	case pod.Spec.NodeName == "" && pod.DeletionTimestamp == nil:
 		a.bind(ctx, pod)
-	case pod.Spec.NodeName != a.cfg.NodeName:
+	case !slices.Contains(a.nodes(), pod.Spec.NodeName):
 	case pod.DeletionTimestamp != nil:
 		go a.stop(ctx, pod)
 	case pod.Status.Phase == corev1.PodPending || pod.Status.Phase == "":
@@ -196,12 +229,33 @@ func (a *Agent) bind(ctx context.Context, pod *corev1.Pod) {
 	}
 	binding := &corev1.Binding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID},
-		Target:     corev1.ObjectReference{Kind: "Node", Name: a.cfg.NodeName},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: a.nodeFor(pod)},
 	}
 	err := a.cfg.Client.CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 		klog.ErrorS(err, "binding pod", "pod", klog.KObj(pod))
 	}
+}
+
+// nodeFor picks the node a pod must run on: the one its required node affinity names by
+// metadata.name (as DaemonSet pods do), else the main node.
+func (a *Agent) nodeFor(pod *corev1.Pod) string {
+	aff := pod.Spec.Affinity
+	if aff == nil || aff.NodeAffinity == nil || aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return a.cfg.NodeName
+	}
+	for _, term := range aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+		for _, f := range term.MatchFields {
+			if f.Key == "metadata.name" && f.Operator == corev1.NodeSelectorOpIn {
+				for _, v := range f.Values {
+					if slices.Contains(a.nodes(), v) {
+						return v
+					}
+				}
+			}
+		}
+	}
+	return a.cfg.NodeName
 }
 
 // stop kills a deleted pod's processes, then finishes the deletion as a kubelet does, with a

@@ -36,7 +36,7 @@ func (a *Agent) resolveSource(ctx context.Context, pod *corev1.Pod, src *corev1.
 		case "metadata.uid":
 			return string(pod.UID), nil
 		case "spec.nodeName":
-			return a.cfg.NodeName, nil
+			return pod.Spec.NodeName, nil
 		case "spec.serviceAccountName":
 			return pod.Spec.ServiceAccountName, nil
 		case "status.podIP", "status.hostIP":

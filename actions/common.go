@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+)
+
+// dryRun returns the API's dry-run option when the execution asks for one: every write an
+// action makes goes through it, so a dry run is the server's own verdict on the change.
+func (e Env) dryRun() []string {
+	if e.DryRun {
+		return []string{metav1.DryRunAll}
+	}
+	return nil
+}
+
+// requireTarget fails unless the target names an object of one of kinds.
+func (e Env) requireTarget(kinds ...string) error {
+	if e.Name == "" {
+		return errors.New("TARGET_NAME is empty")
+	}
+	for _, k := range kinds {
+		if e.Kind == k {
+			return nil
+		}
+	}
+	return fmt.Errorf("TARGET_KIND %q is not one of %v", e.Kind, kinds)
+}
+
+// fail turns an error into a result and exit code: failures a retry cannot fix (the object is
+// gone, the request is invalid or forbidden) exit ExitDoNotRetry; the rest (conflicts, refusals
+// by a disruption budget, timeouts) ExitRetryable.
+func fail(err error, data any) (result.Result, int) {
+	code := result.ExitRetryable
+	switch {
+	case apierrors.IsNotFound(err), apierrors.IsInvalid(err), apierrors.IsForbidden(err),
+		apierrors.IsBadRequest(err), apierrors.IsMethodNotSupported(err), errors.Is(err, errBadInput):
+		code = result.ExitDoNotRetry
+	}
+	return result.Result{Error: err.Error(), Data: data}, code
+}
+
+// errBadInput marks errors in the action's input.
+var errBadInput = errors.New("bad input")
+
+func badInput(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errBadInput, fmt.Sprintf(format, args...))
+}
+
+// verb describes a change for output, honest about dry runs.
+func (e Env) verb(done, would string) string {
+	if e.DryRun {
+		return would
+	}
+	return done
+}
+
+// change is the before/after record every action reports in data.
+type change struct {
+	Before any  `json:"before"`
+	After  any  `json:"after"`
+	DryRun bool `json:"dryRun"`
+	// Changed is false when the target already was as asked and nothing was written.
+	Changed bool `json:"changed"`
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+)
+
+// restartPod evicts a pod through the Eviction API, so PodDisruptionBudgets are respected; its
+// controller replaces it. A refusal by a budget is a retryable failure carrying the API's reason.
+func restartPod(ctx context.Context, env Env) (result.Result, int) {
+	if err := env.decode(&struct{}{}); err != nil {
+		return fail(badInput("%v", err), nil)
+	}
+	if err := env.requireTarget("Pod"); err != nil {
+		return fail(badInput("%v", err), nil)
+	}
+	cs, _, err := clients()
+	if err != nil {
+		return fail(err, nil)
+	}
+	pod, err := cs.CoreV1().Pods(env.Namespace).Get(ctx, env.Name, metav1.GetOptions{})
+	if err != nil {
+		return fail(err, nil)
+	}
+	before := map[string]any{"uid": pod.UID, "phase": pod.Status.Phase, "node": pod.Spec.NodeName}
+	c := change{Before: before, DryRun: env.DryRun}
+	if err := evict(ctx, cs, env.Namespace, env.Name, env.dryRun()); err != nil {
+		c.After = before
+		return fail(err, c)
+	}
+	c.After, c.Changed = map[string]any{"evicted": true, "uid": pod.UID}, true
+	return result.Result{Success: true, Data: c,
+		Output: fmt.Sprintf("%s pod %s/%s (uid %s); its controller replaces it", env.verb("evicted", "would evict"), env.Namespace, env.Name, pod.UID)}, result.ExitSucceeded
+}
+
+// evict asks the API server to evict one pod. A refusal because of a disruption budget comes
+// back as an error that names the budget (HTTP 429).
+func evict(ctx context.Context, cs kubernetes.Interface, ns, name string, dryRun []string) error {
+	err := cs.PolicyV1().Evictions(ns).Evict(ctx, &policyv1.Eviction{
+		ObjectMeta:    metav1.ObjectMeta{Namespace: ns, Name: name},
+		DeleteOptions: &metav1.DeleteOptions{DryRun: dryRun},
+	})
+	if apierrors.IsTooManyRequests(err) {
+		return fmt.Errorf("eviction of pod %s/%s refused by a PodDisruptionBudget: %w", ns, name, err)
+	}
+	return err
+}

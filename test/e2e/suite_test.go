@@ -1,0 +1,77 @@
+// Package e2e runs every predefined action through the whole path on the local control plane:
+// kubectl apply, the webhook, the Job, the node agent running the action image under its
+// just-in-time grant, and the real effect on the target.
+package e2e
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/controllers"
+	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
+	"github.com/kubernaut/kubernaut-executor/test/localcluster"
+)
+
+var (
+	cluster *localcluster.Cluster
+	k8s     client.Client
+	stopMgr func()
+)
+
+// predefined are the shipped templates, by name.
+var predefined = []string{"scale-deployment", "restart-pod", "rollback-deployment", "cordon-node", "collect-logs", "drain-node", "restart-deployment"}
+
+func TestActions(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Predefined actions end to end (local control plane)")
+}
+
+var _ = BeforeSuite(func(ctx SpecContext) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	SetDefaultEventuallyTimeout(60 * time.Second)
+	SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
+
+	var err error
+	cluster, err = e2eutil.StartClusterWith(ctx, "actions", localcluster.Options{
+		WebhookPaths: []string{filepath.Join(e2eutil.RepoRoot(), "config", "webhook")},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	scheme := e2eutil.Scheme()
+	k8s, err = client.New(cluster.Config, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(e2eutil.InstallRBAC(ctx, cluster, k8s)).To(Succeed())
+	stopMgr, err = e2eutil.StartManager(ctx, cluster, scheme, controllers.ExecutorOptions{
+		Backoff: controllers.Backoff{Base: time.Second, Max: 5 * time.Second}, JobTTL: time.Hour,
+		ActionImages: map[string]string{"kubernaut-actions": localcluster.ActionsImage + ":test"},
+	})
+	Expect(err).NotTo(HaveOccurred())
+
+	// Every shipped template passes the admission checks and becomes Ready.
+	out, err := e2eutil.Kubectl(cluster.Kubeconfig, "", "apply", "-f", filepath.Join(e2eutil.RepoRoot(), "templates"))
+	Expect(err).NotTo(HaveOccurred(), out)
+	for _, name := range predefined {
+		Eventually(func(g Gomega) {
+			tpl := &v1alpha1.ActionTemplate{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, tpl)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(tpl.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue(), "%s: %v", name, tpl.Status.Conditions)
+		}).Should(Succeed())
+	}
+}, NodeTimeout(4*time.Minute))
+
+var _ = AfterSuite(func() {
+	if stopMgr != nil {
+		stopMgr()
+	}
+	if cluster != nil {
+		Expect(cluster.Stop()).To(Succeed())
+	}
+})
