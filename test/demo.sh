@@ -80,20 +80,26 @@ for _ in $(seq 60); do
   kubectl apply --dry-run=server -f "$root/test/demo/test-action.yaml" >/dev/null 2>&1 && break
   sleep 0.5
 done
-say "Installing the demo ActionTemplate (checked by the ActionTemplate webhook)"
+say "Installing the predefined ActionTemplates and the demo's test action (checked by the ActionTemplate webhook)"
+kubectl apply -f "$root/templates"
 kubectl apply -f "$root/test/demo/test-action.yaml"
-kubectl wait --for=condition=Ready actiontemplate/test-action --timeout=60s >/dev/null
+kubectl wait --for=condition=Ready actiontemplate --all --timeout=60s >/dev/null
+kubectl get actiontemplates
+kubectl apply -f "$root/test/demo/web.yaml"
+kubectl -n "$ns" rollout status deployment/web --timeout=60s
 
 say "A bad execution is rejected at kubectl apply, every bad field named, and never runs"
 if kubectl apply -f "$root/test/demo/bad-execution.yaml"; then
   echo "the bad execution was admitted" >&2; exit 1
 fi
 
-say "Creating two KubernetesExecutions"
+say "Scaling deployment web from 1 to 3 replicas with scale-deployment"
+kubectl apply -f "$root/test/demo/scale.yaml"
+say "Two executions of the test action: one succeeds at once, one fails twice and succeeds on its third attempt"
 kubectl apply -f "$root/test/demo/executions.yaml"
 
 ok=true
-for name in demo-succeeds demo-retries; do
+for name in demo-scale-web demo-succeeds demo-retries; do
   if ! kubectl -n "$ns" wait --for=jsonpath='{.status.phase}'=Completed "kexec/$name" --timeout=120s >/dev/null; then
     ok=false
     echo "execution $name did not complete:" >&2
@@ -104,8 +110,10 @@ done
 
 say "kubectl get kexec -n $ns -o wide"
 kubectl -n "$ns" get kexec -o wide
-say "kubectl get actiontemplates"
-kubectl get actiontemplates -o wide
+say "kubectl get deployment web: 3 replicas now"
+kubectl -n "$ns" get deployment web
+say "Result of demo-scale-web (before and after in data)"
+kubectl -n "$ns" get kexec demo-scale-web -o jsonpath='{.status.result}{"\n"}'
 say "The Jobs, one per attempt"
 kubectl -n "$ns" get jobs -L kubernaut.io/execution,kubernaut.io/attempt
 say "Result of demo-retries"
