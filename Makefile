@@ -12,8 +12,17 @@ export GOBIN := $(BIN)
 
 CONTROLLER_GEN_VERSION ?= v0.23.0
 GINKGO_VERSION ?= v2.34.0
+HELM_VERSION ?= v3.22.0
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GINKGO := $(BIN)/ginkgo-$(GINKGO_VERSION)
+HELM := $(BIN)/helm-$(HELM_VERSION)
+# chart-testing is pinned in tools/go.mod.
+CT := $(BIN)/ct
+
+# Helm keeps its state inside the ignored work folder, never in the user's home.
+export HELM_CACHE_HOME := $(CURDIR)/.work/helm/cache
+export HELM_CONFIG_HOME := $(CURDIR)/.work/helm/config
+export HELM_DATA_HOME := $(CURDIR)/.work/helm/data
 
 # KEEP=1 leaves the demo's control plane and manager running.
 KEEP ?=
@@ -44,6 +53,10 @@ verify: generate manifests ## Fail when generated files are stale or code is unf
 	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
+
+.PHONY: chart-lint
+chart-lint: $(HELM) $(CT) ## Lint the chart with chart-testing (ct lint --all; needs yamllint) for every values file in its ci/ folder.
+	PATH="$(BIN):$$PATH" $(CT) lint --config ct.yaml --all
 
 .PHONY: build
 build: ## Build the manager, the action image's binary and the local control plane tool.
@@ -91,6 +104,14 @@ demo-down: ## Stop what `make demo KEEP=1` left running.
 $(CONTROLLER_GEN):
 	go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(BIN)/controller-gen $@
+
+$(HELM):
+	go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(BIN)/helm $@
+	ln -sf $(notdir $@) $(BIN)/helm
+
+$(CT): tools/go.mod
+	cd tools && go install github.com/helm/chart-testing/v3/ct
 
 $(GINKGO):
 	go install github.com/onsi/ginkgo/v2/ginkgo@$(GINKGO_VERSION)

@@ -30,6 +30,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if cfg.Validator == nil {
 		cfg.Validator = &validation.Validator{}
 	}
+	if err := (&PredefinedTemplateReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if err := (&ActionTemplateReconciler{
 		Client: mgr.GetClient(), CeilingName: cfg.CeilingName,
 	}).SetupWithManager(mgr); err != nil {
