@@ -71,7 +71,7 @@ controlplane: ## Build (or reuse from the cache) etcd, kube-apiserver and kube-c
 ##@ Test
 
 .PHONY: test
-test: controlplane build $(GINKGO) ## Run every test: unit tests and the suites on the local control plane.
+test: controlplane build $(GINKGO) $(HELM) ## Run every test: unit tests and the suites on the local control plane.
 	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" KUBERNAUT_BIN="$(BIN)" \
 		$(GINKGO) -r --randomize-all --timeout=25m $(GINKGO_ARGS) ./...
 

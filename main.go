@@ -41,6 +41,8 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles at a time.")
+	var leaderElectionNamespace string
+	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the leader election lease (default: $POD_NAMESPACE).")
 	flag.DurationVar(&opts.Backoff.Base, "retry-backoff", opts.Backoff.Base, "Delay before the first retry of a failed attempt; doubles with each retry.")
 	flag.DurationVar(&opts.Backoff.Max, "retry-backoff-max", opts.Backoff.Max, "Longest delay between attempts, before jitter.")
 	flag.Float64Var(&opts.Backoff.Jitter, "retry-jitter", opts.Backoff.Jitter, "Largest random fraction added to a retry delay.")
@@ -76,13 +78,14 @@ func main() {
 	must(v1alpha1.AddToScheme(scheme))
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "kubernaut-executor.kubernaut.io",
-		Cache:                  controllers.CacheOptions(),
-		WebhookServer:          webhook.NewServer(webhookOpts),
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "kubernaut-executor.kubernaut.io",
+		LeaderElectionNamespace: leaderElectionNamespace,
+		Cache:                   controllers.CacheOptions(),
+		WebhookServer:           webhook.NewServer(webhookOpts),
 	})
 	if err != nil {
 		log.Error(err, "unable to create the manager")

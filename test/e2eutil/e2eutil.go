@@ -55,7 +55,9 @@ func StartClusterWith(ctx context.Context, name string, opts localcluster.Option
 		return nil, err
 	}
 	opts.Dir = dir
-	opts.CRDDirs = []string{filepath.Join(RepoRoot(), "config", "crd")}
+	if opts.CRDDirs == nil { // an empty, non-nil list installs none (the chart does)
+		opts.CRDDirs = []string{filepath.Join(RepoRoot(), "config", "crd")}
+	}
 	opts.Images = localcluster.ProjectImages(bins)
 	return localcluster.Start(ctx, opts)
 }

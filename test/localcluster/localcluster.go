@@ -8,9 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,6 +43,10 @@ type Options struct {
 	CRDDirs []string
 	// Images maps image repositories to the binaries the node agent runs for them.
 	Images map[string]string
+	// PodNetwork gives pods their own addresses in a network namespace, and serves the API on
+	// its host-side address, so that a webhook reached through a Service works (needs root and
+	// iproute2).
+	PodNetwork bool
 	// WebhookPaths hold webhook configurations to install, pointed at a local server (see
 	// Cluster.Webhook) with generated certificates.
 	WebhookPaths []string
@@ -58,6 +64,7 @@ type Cluster struct {
 	// on Host:Port with the certificate in CertDir.
 	Webhook WebhookServing
 
+	network   *nodeagent.PodNetwork
 	env       *envtest.Environment
 	kcm       *exec.Cmd
 	kcmDone   chan error
@@ -101,6 +108,22 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			_ = c.Stop()
 		}
 	}()
+	if opts.PodNetwork {
+		n, err := nodeagent.FreeSubnet(os.Getpid())
+		if err != nil {
+			return nil, err
+		}
+		if c.network, err = nodeagent.NewPodNetwork(n); err != nil {
+			return nil, fmt.Errorf("creating the pod network: %w", err)
+		}
+		port, err := freePort(c.network.HostIP)
+		if err != nil {
+			return nil, err
+		}
+		api.SecureServing.Address, api.SecureServing.Port = c.network.HostIP, strconv.Itoa(port)
+		// Webhooks behind a Service are dialled at their endpoints' addresses.
+		api.Configure().Set("enable-aggregator-routing", "true")
+	}
 	if c.Config, err = c.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
 	}
@@ -132,7 +155,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 
 	c.Agent = nodeagent.New(nodeagent.Config{
 		NodeName: NodeName, ExtraNodes: []string{SpareNodeName}, Client: clientset, RESTConfig: c.Config, Images: opts.Images,
-		Dir: filepath.Join(opts.Dir, "node"),
+		Dir: filepath.Join(opts.Dir, "node"), Network: c.network,
 	})
 	agentCtx, cancel := context.WithCancel(context.Background())
 	c.stopAgent, c.agentDone = cancel, make(chan error, 1)
@@ -207,7 +230,19 @@ func (c *Cluster) Stop() error {
 	if err := c.env.Stop(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.network != nil {
+		c.network.Close()
+	}
 	return errors.Join(errs...)
+}
+
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Namespace creates a namespace with labels and returns its name; names are unique per call.

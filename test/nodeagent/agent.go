@@ -46,8 +46,11 @@ type Config struct {
 	// Images maps an image repository (the reference without tag or digest) to the binary
 	// that runs it.
 	Images map[string]string
-	// Dir holds per-pod files: kubeconfig, termination messages, logs.
+	// Dir holds per-pod files: kubeconfig, termination messages, logs, volumes.
 	Dir string
+	// Network, when set, gives each pod its own address in a network namespace; otherwise pods
+	// share the host's loopback address.
+	Network *PodNetwork
 }
 
 // Agent is a running node agent.
@@ -295,6 +298,7 @@ func (a *Agent) forget(obj any) {
 	a.mu.Unlock()
 	if run != nil {
 		run.kill(0)
+		run.releaseAddress()
 		_ = os.RemoveAll(run.dir)
 	}
 }

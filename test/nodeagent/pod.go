@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,13 @@ type containerRun struct {
 	startedAt metav1.Time
 	waiting   *corev1.ContainerStateWaiting
 	exit      *corev1.ContainerStateTerminated
+	// ready is true once the readiness probe passed (at start when there is none).
+	ready bool
+	// newCmd makes the process again, for a restart.
+	newCmd func() *exec.Cmd
+	// restarts counts restarts; last is the state before the latest one.
+	restarts int32
+	last     *corev1.ContainerStateTerminated
 }
 
 func newPodRun(a *Agent, pod *corev1.Pod) *podRun {
@@ -60,6 +68,14 @@ func (p *podRun) start(ctx context.Context) {
 	p.mu.Lock()
 	p.started = metav1.Now()
 	p.podIP = "127.0.0.1"
+	if n := p.agent.cfg.Network; n != nil {
+		addr, err := n.Allocate()
+		if err != nil {
+			klog.ErrorS(err, "allocating a pod address", "pod", klog.KObj(p.pod))
+		} else {
+			p.podIP = addr
+		}
+	}
 	for _, c := range p.pod.Spec.Containers {
 		p.containers = append(p.containers, &containerRun{spec: c, done: make(chan struct{})})
 	}
@@ -72,6 +88,7 @@ func (p *podRun) start(ctx context.Context) {
 				continue
 			}
 			c.startedAt = metav1.Now()
+			c.ready = c.spec.ReadinessProbe == nil || c.spec.ReadinessProbe.HTTPGet == nil
 		}
 	}
 	p.mu.Unlock()
@@ -82,6 +99,50 @@ func (p *podRun) start(ctx context.Context) {
 	}
 	for _, c := range p.containers {
 		go p.wait(ctx, c)
+		if !c.ready {
+			go p.probe(ctx, c)
+		}
+	}
+}
+
+// probe polls a container's HTTP readiness probe until it answers 2xx, then reports the pod.
+func (p *podRun) probe(ctx context.Context, c *containerRun) {
+	get := c.spec.ReadinessProbe.HTTPGet
+	port := get.Port.IntValue()
+	for _, cp := range c.spec.Ports {
+		if get.Port.String() == cp.Name {
+			port = int(cp.ContainerPort)
+		}
+	}
+	url := fmt.Sprintf("http://%s:%d%s", p.podIP, port, get.Path)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.done:
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		resp, err := client.Get(url)
+		if err != nil {
+			continue
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode >= 200 && resp.StatusCode < 400 {
+			p.mu.Lock()
+			c.ready = true
+			p.mu.Unlock()
+			p.report(ctx)
+			return
+		}
+	}
+}
+
+// releaseAddress returns the pod's address to the pod network.
+func (p *podRun) releaseAddress() {
+	if n := p.agent.cfg.Network; n != nil && p.podIP != "127.0.0.1" {
+		n.Release(p.podIP)
 	}
 }
 
@@ -111,6 +172,13 @@ func (p *podRun) prepare(ctx context.Context) (failed bool) {
 			failed = true
 			continue
 		}
+		mounts, err := p.mountVolumes(ctx, &c.spec)
+		if err != nil {
+			c.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
+			failed = true
+			continue
+		}
+
 		c.termPath = filepath.Join(p.dir, c.spec.Name+".termination-log")
 		c.logPath = filepath.Join(p.dir, c.spec.Name+".log")
 		env = append(env,
@@ -130,12 +198,23 @@ func (p *podRun) prepare(ctx context.Context) (failed bool) {
 			argv = append(argv, c.spec.Command[1:]...)
 		}
 		argv = append(argv, c.spec.Args...)
-		c.cmd = exec.Command(binary, argv...)
-		c.cmd.Env = env
-		c.cmd.Dir = p.dir
-		c.cmd.Stdout = c.logs.stream("stdout")
-		c.cmd.Stderr = c.logs.stream("stderr")
-		c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		for i := range argv {
+			argv[i] = mounts.Replace(argv[i])
+		}
+		network, dir, logs := p.agent.cfg.Network, p.dir, c.logs
+		c.newCmd = func() *exec.Cmd {
+			var cmd *exec.Cmd
+			if network != nil {
+				cmd = network.Command(binary, argv...)
+			} else {
+				cmd = exec.Command(binary, argv...)
+			}
+			cmd.Env, cmd.Dir = env, dir
+			cmd.Stdout, cmd.Stderr = logs.stream("stdout"), logs.stream("stderr")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			return cmd
+		}
+		c.cmd = c.newCmd()
 	}
 	return failed
 }
@@ -173,10 +252,16 @@ func (p *podRun) writeKubeconfig(ctx context.Context) (string, error) {
 	return path, clientcmd.WriteToFile(*cfg, path)
 }
 
-// wait records a container's exit, with its termination message, and reports the pod.
+// wait records a container's exit, with its termination message, and reports the pod; a
+// container the pod's restart policy restarts is started again after a growing delay.
 func (p *podRun) wait(ctx context.Context, c *containerRun) {
+	for p.waitOnce(ctx, c) {
+	}
+}
+
+// waitOnce waits for one run of the container and reports whether it was restarted.
+func (p *podRun) waitOnce(ctx context.Context, c *containerRun) bool {
 	err := c.cmd.Wait()
-	c.logs.Close()
 	code := 0
 	if err != nil {
 		code = -1
@@ -195,14 +280,44 @@ func (p *podRun) wait(ctx context.Context, c *containerRun) {
 		term.Reason = "Error"
 	}
 	term.Message = terminationMessage(c, code)
+	policy := p.pod.Spec.RestartPolicy
+	restart := policy == corev1.RestartPolicyAlways || (policy == corev1.RestartPolicyOnFailure && code != 0)
 	p.mu.Lock()
-	c.exit = term
 	killed := p.killed
+	if restart && !killed {
+		c.last, c.restarts, c.ready = term, c.restarts+1, false
+		c.waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: fmt.Sprintf("back-off restarting after exit code %d", code)}
+		p.mu.Unlock()
+		p.report(ctx)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(min(time.Duration(c.restarts)*time.Second, 10*time.Second)):
+		}
+		p.mu.Lock()
+		if !p.killed {
+			c.waiting = nil
+			c.cmd = c.newCmd()
+			if err := c.cmd.Start(); err == nil {
+				c.startedAt = metav1.Now()
+				c.ready = c.spec.ReadinessProbe == nil || c.spec.ReadinessProbe.HTTPGet == nil
+				p.mu.Unlock()
+				p.report(ctx)
+				if !c.ready {
+					go p.probe(ctx, c)
+				}
+				return true
+			}
+		}
+	}
+	c.exit = term
 	p.mu.Unlock()
+	c.logs.Close()
 	close(c.done)
 	if !killed {
 		p.report(ctx)
 	}
+	return false
 }
 
 // terminationMessage reads what the container wrote to its termination message path, or, for a
@@ -291,13 +406,19 @@ func (p *podRun) fillStatus(s *corev1.PodStatus) {
 	s.PodIPs = []corev1.PodIP{{IP: p.podIP}}
 	s.StartTime = &p.started
 	s.ContainerStatuses = nil
-	waiting, running, failed := false, false, false
+	waiting, running, failed, notReady := false, false, false, false
 	for _, c := range p.containers {
-		cs := corev1.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image, ImageID: c.spec.Image}
+		cs := corev1.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image, ImageID: c.spec.Image, RestartCount: c.restarts}
+		if c.last != nil {
+			cs.LastTerminationState.Terminated = c.last
+		}
 		switch {
 		case c.waiting != nil:
 			cs.State.Waiting = c.waiting
-			waiting = true
+			// A container waiting to restart keeps the pod Running, as with a kubelet.
+			waiting = waiting || c.restarts == 0
+			running = running || c.restarts > 0
+			notReady = true
 		case c.exit != nil:
 			cs.State.Terminated = c.exit
 			cs.ContainerID = c.exit.ContainerID
@@ -305,8 +426,9 @@ func (p *podRun) fillStatus(s *corev1.PodStatus) {
 		default:
 			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: c.startedAt}
 			cs.ContainerID = fmt.Sprintf("local://%d", c.cmd.Process.Pid)
-			cs.Ready, cs.Started = true, ptr.To(true)
+			cs.Ready, cs.Started = c.ready, ptr.To(true)
 			running = true
+			notReady = notReady || !c.ready
 		}
 		s.ContainerStatuses = append(s.ContainerStatuses, cs)
 	}
@@ -314,6 +436,8 @@ func (p *podRun) fillStatus(s *corev1.PodStatus) {
 	switch {
 	case waiting:
 		s.Phase = corev1.PodPending
+	case running && notReady:
+		s.Phase = corev1.PodRunning
 	case running:
 		s.Phase, ready, reason = corev1.PodRunning, corev1.ConditionTrue, ""
 	case failed:

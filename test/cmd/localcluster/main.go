@@ -19,6 +19,7 @@ func main() {
 	dir := flag.String("dir", ".work/cluster", "Folder for the kubeconfig, logs and pod files.")
 	binDir := flag.String("bin-dir", "bin", "Folder with the project's binaries, run for the project's images.")
 	webhooks := flag.String("webhook-config", "", "Folder of webhook configurations to install, pointed at a local webhook server; its address and certificate folder are written to <dir>/webhook.env.")
+	podNetwork := flag.Bool("pod-network", false, "Give pods their own addresses in a network namespace (root and iproute2), so webhooks behind a Service work.")
 	flag.Parse()
 
 	abs, err := filepath.Abs(*dir)
@@ -29,7 +30,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := localcluster.Options{Dir: abs, Images: localcluster.ProjectImages(bins)}
+	opts := localcluster.Options{Dir: abs, Images: localcluster.ProjectImages(bins), PodNetwork: *podNetwork}
 	if *webhooks != "" {
 		opts.WebhookPaths = []string{*webhooks}
 	}

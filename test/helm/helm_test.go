@@ -1,0 +1,182 @@
+// Package helm installs the chart with helm on the local control plane, with a pod network so
+// that the manager runs from the chart's own Deployment and the webhook is reached through its
+// Service, and checks install, upgrade and uninstall.
+package helm
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
+	"github.com/kubernaut/kubernaut-executor/test/localcluster"
+)
+
+var (
+	cluster *localcluster.Cluster
+	k8s     client.Client
+)
+
+const release, namespace = "kubernaut-executor", "kubernaut-system"
+
+func TestHelm(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Helm chart on the local control plane")
+}
+
+var _ = BeforeSuite(func(ctx SpecContext) {
+	SetDefaultEventuallyTimeout(90 * time.Second)
+	SetDefaultEventuallyPollingInterval(500 * time.Millisecond)
+	var err error
+	cluster, err = e2eutil.StartClusterWith(ctx, "helm", localcluster.Options{PodNetwork: true, CRDDirs: []string{}})
+	Expect(err).NotTo(HaveOccurred())
+	scheme := e2eutil.Scheme()
+	Expect(apiextensionsv1.AddToScheme(scheme)).To(Succeed())
+	k8s, err = client.New(cluster.Config, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+}, NodeTimeout(3*time.Minute))
+
+var _ = AfterSuite(func() {
+	if cluster != nil {
+		Expect(cluster.Stop()).To(Succeed())
+	}
+})
+
+// helm runs the helm CLI built by the Makefile against the local control plane.
+func helm(args ...string) (string, error) {
+	bin := filepath.Join(e2eutil.BinDir(), "helm")
+	cmd := exec.Command(bin, args...)
+	work := filepath.Join(e2eutil.RepoRoot(), ".work", "helm")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig,
+		"HELM_CACHE_HOME="+work+"/cache", "HELM_CONFIG_HOME="+work+"/config", "HELM_DATA_HOME="+work+"/data")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func chartArgs(verb string, extra ...string) []string {
+	args := []string{verb, release, filepath.Join(e2eutil.RepoRoot(), "charts", "kubernaut-executor"), "-n", namespace,
+		"--set", "manager.image.tag=test", "--set", "executor.actionImage.tag=test", "--wait", "--timeout", "120s"}
+	return append(args, extra...)
+}
+
+func templateReady(ctx context.Context, name string) func(Gomega) {
+	return func(g Gomega) {
+		tpl := &v1alpha1.ActionTemplate{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, tpl)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(tpl.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue())
+	}
+}
+
+func gone(ctx context.Context, obj client.Object) func() bool {
+	return func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)) }
+}
+
+var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
+	It("refuses values with a typo or a wrong type, with the schema's message", func() {
+		out, err := helm(chartArgs("install", "--create-namespace", "--set", "acitons.scale-deployment=false")...)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("additional properties 'acitons' not allowed"))
+		out, err = helm(chartArgs("install", "--create-namespace", "--set-string", "manager.replicas=two")...)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("at '/manager/replicas': got string, want integer"))
+	})
+
+	It("installs with the default values: the manager is Ready and every predefined template too", func(ctx SpecContext) {
+		out, err := helm(chartArgs("install", "--create-namespace")...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		d := &appsv1.Deployment{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: release}, d)).To(Succeed())
+		Expect(d.Status.ReadyReplicas).To(BeEquivalentTo(1))
+		for _, name := range []string{"scale-deployment", "restart-pod", "rollback-deployment", "cordon-node", "collect-logs", "drain-node", "restart-deployment"} {
+			Eventually(templateReady(ctx, name)).Should(Succeed(), name)
+		}
+	})
+
+	It("runs a scale-deployment execution applied with kubectl, and rejects a bad one through the webhook Service", func(ctx SpecContext) {
+		demo := filepath.Join(e2eutil.RepoRoot(), "test", "demo")
+		out, err := e2eutil.Kubectl(cluster.Kubeconfig, "", "create", "namespace", "kubernaut-demo")
+		Expect(err).NotTo(HaveOccurred(), out)
+		out, err = e2eutil.Kubectl(cluster.Kubeconfig, "", "apply", "-f", filepath.Join(demo, "bad-execution.yaml"))
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("spec.action.parameters.replicas: Invalid value: -1: must be greater than or equal to 0"))
+		web, err := os.ReadFile(filepath.Join(demo, "web.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		out, err = e2eutil.Kubectl(cluster.Kubeconfig, strings.ReplaceAll(string(web), ":dev", ":test"), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred(), out)
+		out, err = e2eutil.Kubectl(cluster.Kubeconfig, "", "apply", "-f", filepath.Join(demo, "scale.yaml"))
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func(g Gomega) {
+			obj := &v1alpha1.KubernetesExecution{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "kubernaut-demo", Name: "demo-scale-web"}, obj)).To(Succeed())
+			g.Expect(obj.Status.Phase).To(Equal(v1alpha1.PhaseCompleted))
+			d := &appsv1.Deployment{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "kubernaut-demo", Name: "web"}, d)).To(Succeed())
+			g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(3))
+		}).Should(Succeed())
+	})
+
+	It("removes an action's template and RBAC when an upgrade disables it, and restores them when enabled again", func(ctx SpecContext) {
+		tpl := &v1alpha1.ActionTemplate{}
+		tpl.Name = "cordon-node"
+		role := &rbacv1.ClusterRole{}
+		role.Name = "kubernaut-action-cordon-node"
+		fragment := &rbacv1.ClusterRole{}
+		fragment.Name = "kubernaut-executor-ceiling-cordon-node"
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(role), role)).To(Succeed())
+
+		out, err := helm(chartArgs("upgrade", "--reuse-values", "--set", "actions.cordon-node=false")...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(gone(ctx, fragment)).Should(BeTrue())
+		Eventually(gone(ctx, tpl)).Should(BeTrue())
+		Eventually(gone(ctx, role)).Should(BeTrue())
+
+		out, err = helm(chartArgs("upgrade", "--reuse-values", "--set", "actions.cordon-node=true")...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(templateReady(ctx, "cordon-node")).Should(Succeed())
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Name: "kubernaut-action-cordon-node"}, &rbacv1.ClusterRole{})
+		}).Should(Succeed())
+	})
+
+	It("uninstalls everything but the CRDs", func(ctx SpecContext) {
+		out, err := helm("uninstall", release, "-n", namespace)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(gone(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling"}})).Should(BeTrue())
+		Eventually(func(g Gomega) {
+			templates := &v1alpha1.ActionTemplateList{}
+			g.Expect(k8s.List(ctx, templates)).To(Succeed())
+			g.Expect(templates.Items).To(BeEmpty())
+			webhooks := &admissionregistrationv1.ValidatingWebhookConfigurationList{}
+			g.Expect(k8s.List(ctx, webhooks)).To(Succeed())
+			g.Expect(webhooks.Items).To(BeEmpty())
+			bindings := &rbacv1.ClusterRoleBindingList{}
+			g.Expect(k8s.List(ctx, bindings, client.MatchingLabels{"app.kubernetes.io/part-of": "kubernaut-executor"})).To(Succeed())
+			g.Expect(bindings.Items).To(BeEmpty())
+			roles := &rbacv1.ClusterRoleList{}
+			g.Expect(k8s.List(ctx, roles, client.MatchingLabels{"app.kubernetes.io/part-of": "kubernaut-executor"})).To(Succeed())
+			g.Expect(roles.Items).To(BeEmpty())
+			deployments := &appsv1.DeploymentList{}
+			g.Expect(k8s.List(ctx, deployments, client.InNamespace(namespace))).To(Succeed())
+			g.Expect(deployments.Items).To(BeEmpty())
+		}).Should(Succeed())
+		for _, name := range []string{"kubernetesexecutions.kubernetesexecution.kubernaut.io", "actiontemplates.kubernetesexecution.kubernaut.io"} {
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, &apiextensionsv1.CustomResourceDefinition{})).To(Succeed(), "crds.keep keeps %s", name)
+		}
+	})
+})
