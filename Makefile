@@ -92,7 +92,7 @@ cluster: controlplane build ## Start the local control plane by hand; prints KUB
 	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" $(BIN)/localcluster --bin-dir $(BIN) --dir $(CURDIR)/.work/cluster
 
 .PHONY: demo
-demo: controlplane build ## Run an execution end to end on the local control plane (KEEP=1 keeps it running).
+demo: controlplane build $(HELM) ## Run an execution end to end on the local control plane (KEEP=1 keeps it running).
 	KEEP="$(KEEP)" BIN="$(BIN)" KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" test/demo.sh
 
 .PHONY: demo-down

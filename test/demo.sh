@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# make demo: starts the local control plane, installs the CRDs and a demo ActionTemplate, starts
-# the operator, runs two KubernetesExecutions to Completed and shows them with kubectl. With
-# KEEP=1 everything keeps running and KUBECONFIG=<path> is printed; `make demo-down` stops it.
+# make demo: starts the local control plane, installs the operator with its Helm chart (the
+# manager runs from the chart's Deployment, the webhook is reached through its Service), shows a
+# bad execution rejected, scales a Deployment, runs a retried execution to Completed and shows it
+# all with kubectl. With KEEP=1 everything keeps running and KUBECONFIG=<path> is printed;
+# `make demo-down` stops it.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +13,9 @@ kubeconfig=$state/cluster/kubeconfig
 ns=kubernaut-demo
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+HELM=${HELM:-$BIN/helm}
+export HELM_CACHE_HOME=${HELM_CACHE_HOME:-$root/.work/helm/cache} HELM_CONFIG_HOME=${HELM_CONFIG_HOME:-$root/.work/helm/config} HELM_DATA_HOME=${HELM_DATA_HOME:-$root/.work/helm/data}
 
 stop_pid() {
   local file=$1 pid
@@ -25,7 +30,6 @@ stop_pid() {
 }
 
 down() {
-  stop_pid "$state/manager.pid"
   stop_pid "$state/cluster.pid"
 }
 
@@ -39,8 +43,8 @@ down
 mkdir -p "$state"
 rm -f "$state/cluster/ready"
 
-say "Starting the local control plane (etcd, kube-apiserver, kube-controller-manager, node agent)"
-setsid nohup "$BIN/localcluster" --dir "$state/cluster" --bin-dir "$BIN" --webhook-config "$root/config/webhook" >"$state/cluster.log" 2>&1 &
+say "Starting the local control plane (etcd, kube-apiserver, kube-controller-manager, node agent, pod network)"
+setsid nohup "$BIN/localcluster" --dir "$state/cluster" --bin-dir "$BIN" --pod-network >"$state/cluster.log" 2>&1 &
 echo $! >"$state/cluster.pid"
 for _ in $(seq 300); do
   [ -f "$state/cluster/ready" ] && break
@@ -54,37 +58,25 @@ export KUBECONFIG=$kubeconfig
 trap '[ -n "${KEEP:-}" ] || down' EXIT
 kubectl get nodes
 
-say "Installing the CRDs and the operator's RBAC (its own role and the ceiling)"
-kubectl apply -f "$root/config/crd"
-kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
-kubectl apply -f "$root/config/rbac"
-kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
-# The namespace enforces the restricted Pod Security Standard: the action's pod must pass it.
-kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted --overwrite
-
-say "Starting the operator as its own ServiceAccount (no escalate, bind or impersonate)"
-cp "$kubeconfig" "$state/manager.kubeconfig"
-token=$(kubectl -n kubernaut-system create token kubernaut-executor --duration=24h)
-KUBECONFIG=$state/manager.kubeconfig kubectl config set-credentials kubernaut-executor --token="$token" >/dev/null
-KUBECONFIG=$state/manager.kubeconfig kubectl config set-context --current --user=kubernaut-executor >/dev/null
-# shellcheck disable=SC1091
-. "$state/cluster/webhook.env"
-KUBECONFIG=$state/manager.kubeconfig setsid nohup "$BIN/manager" --metrics-bind-address=0 --health-probe-bind-address=127.0.0.1:0 \
-  --webhook-host="$WEBHOOK_HOST" --webhook-port="$WEBHOOK_PORT" --webhook-cert-dir="$WEBHOOK_CERT_DIR" \
-  --retry-backoff=3s --action-images=kubernaut-actions=ghcr.io/kubernaut/kubernaut-actions:dev \
-  >"$state/manager.log" 2>&1 &
-echo $! >"$state/manager.pid"
-
-# The webhooks refuse every request until the manager serves them (failurePolicy: Fail).
-for _ in $(seq 60); do
-  kubectl apply --dry-run=server -f "$root/test/demo/test-action.yaml" >/dev/null 2>&1 && break
+say "helm install kubernaut-executor (CRDs, the manager's Deployment, its RBAC and the ceiling, the webhook and its Service, every predefined action)"
+"$HELM" install kubernaut-executor "$root/charts/kubernaut-executor" -n kubernaut-system --create-namespace \
+  --set manager.image.tag=dev --set executor.actionImage.tag=dev --set executor.retryBackoff=3s \
+  --wait --timeout 3m 2>&1 | grep -v 'found symbolic link'
+kubectl -n kubernaut-system get deployment,pods,services -o wide
+# The manager creates each enabled action's template from its ceiling fragment.
+for _ in $(seq 120); do
+  [ "$(kubectl get actiontemplates -o name 2>/dev/null | wc -l)" -ge 7 ] && break
   sleep 0.5
 done
-say "Installing the predefined ActionTemplates and the demo's test action (checked by the ActionTemplate webhook)"
-kubectl apply -f "$root/templates"
-kubectl apply -f "$root/test/demo/test-action.yaml"
 kubectl wait --for=condition=Ready actiontemplate --all --timeout=60s >/dev/null
+
+say "Installing the demo's test action (checked by the ActionTemplate webhook, through its Service)"
+kubectl apply -f "$root/test/demo/test-action.yaml"
+kubectl wait --for=condition=Ready actiontemplate/test-action --timeout=60s >/dev/null
 kubectl get actiontemplates
+kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
+# The namespace enforces the restricted Pod Security Standard: the action's pods must pass it.
+kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted --overwrite
 kubectl apply -f "$root/test/demo/web.yaml"
 kubectl -n "$ns" rollout status deployment/web --timeout=60s
 
@@ -104,7 +96,7 @@ for name in demo-scale-web demo-succeeds demo-retries; do
     ok=false
     echo "execution $name did not complete:" >&2
     kubectl -n "$ns" get kexec "$name" -o yaml >&2 || true
-    tail -n 30 "$state/manager.log" >&2 || true
+    kubectl -n kubernaut-system logs deployment/kubernaut-executor --tail=30 >&2 || true
   fi
 done
 
