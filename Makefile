@@ -54,9 +54,22 @@ verify: generate manifests ## Fail when generated files are stale or code is unf
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
 
+KUBE_SCORE := $(BIN)/kube-score
+# kube-score checks left out, and why:
+#  pod-networkpolicy: the webhook must be reachable from the API server, whose source address
+#    differs from cluster to cluster; a NetworkPolicy is the cluster owner's to write.
+#  container-image-pull-policy: releases are immutable tags; IfNotPresent is right for them.
+#  deployment-replicas: one active manager (leader election); manager.replicas=2 for failover.
+KUBE_SCORE_IGNORE := --ignore-test pod-networkpolicy --ignore-test container-image-pull-policy --ignore-test deployment-replicas
+
 .PHONY: chart-lint
-chart-lint: $(HELM) $(CT) ## Lint the chart with chart-testing (ct lint --all; needs yamllint) for every values file in its ci/ folder.
+chart-lint: $(HELM) $(CT) $(KUBE_SCORE) ## Lint the chart: chart-testing (ct lint --all; needs yamllint) and kube-score, for every values file in its ci/ folder.
 	PATH="$(BIN):$$PATH" $(CT) lint --config ct.yaml --all
+	for values in charts/kubernaut-executor/ci/*.yaml; do \
+		echo "kube-score: $$values"; \
+		$(HELM) template kubernaut-executor charts/kubernaut-executor -n kubernaut-system -f $$values 2>/dev/null \
+			| $(KUBE_SCORE) score $(KUBE_SCORE_IGNORE) - || exit 1; \
+	done
 
 .PHONY: build
 build: ## Build the manager, the action image's binary and the local control plane tool.
@@ -112,6 +125,9 @@ $(HELM):
 
 $(CT): tools/go.mod
 	cd tools && go install github.com/helm/chart-testing/v3/ct
+
+$(KUBE_SCORE): tools/go.mod
+	cd tools && go install github.com/zegl/kube-score/cmd/kube-score
 
 $(GINKGO):
 	go install github.com/onsi/ginkgo/v2/ginkgo@$(GINKGO_VERSION)

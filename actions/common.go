@@ -6,6 +6,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
 )
@@ -30,6 +31,22 @@ func (e Env) requireTarget(kinds ...string) error {
 		}
 	}
 	return fmt.Errorf("TARGET_KIND %q is not one of %v", e.Kind, kinds)
+}
+
+// prepare reads the action's parameters into params (nil for none), checks the target's kind,
+// and returns a client acting as the action's own identity.
+func (e Env) prepare(params any, kinds ...string) (kubernetes.Interface, error) {
+	if params == nil {
+		params = &struct{}{}
+	}
+	if err := e.decode(params); err != nil {
+		return nil, badInput("%v", err)
+	}
+	if err := e.requireTarget(kinds...); err != nil {
+		return nil, badInput("%v", err)
+	}
+	cs, _, err := clients()
+	return cs, err
 }
 
 // fail turns an error into a result and exit code: failures a retry cannot fix (the object is

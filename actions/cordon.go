@@ -21,13 +21,7 @@ type cordonParams struct {
 // cordonNode marks a node unschedulable (or schedulable again with uncordon). Idempotent.
 func cordonNode(ctx context.Context, env Env) (result.Result, int) {
 	var p cordonParams
-	if err := env.decode(&p); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	if err := env.requireTarget("Node"); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	cs, _, err := clients()
+	cs, err := env.prepare(&p, "Node")
 	if err != nil {
 		return fail(err, nil)
 	}

@@ -29,13 +29,7 @@ type drainParams struct {
 // and finished pods are left alone, as `kubectl drain --ignore-daemonsets` does.
 func drainNode(ctx context.Context, env Env) (result.Result, int) {
 	p := drainParams{TimeoutSeconds: 120}
-	if err := env.decode(&p); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	if err := env.requireTarget("Node"); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	cs, _, err := clients()
+	cs, err := env.prepare(&p, "Node")
 	if err != nil {
 		return fail(err, nil)
 	}

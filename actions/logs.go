@@ -23,13 +23,7 @@ type logsParams struct {
 // with an explicit marker. It changes nothing.
 func collectLogs(ctx context.Context, env Env) (result.Result, int) {
 	var p logsParams
-	if err := env.decode(&p); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	if err := env.requireTarget("Pod"); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	cs, _, err := clients()
+	cs, err := env.prepare(&p, "Pod")
 	if err != nil {
 		return fail(err, nil)
 	}

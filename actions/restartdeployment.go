@@ -18,13 +18,7 @@ const restartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
 // restartDeployment rolls a Deployment's pods, as `kubectl rollout restart` does, by stamping
 // its pod template with the time.
 func restartDeployment(ctx context.Context, env Env) (result.Result, int) {
-	if err := env.decode(&struct{}{}); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	if err := env.requireTarget("Deployment"); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	cs, _, err := clients()
+	cs, err := env.prepare(nil, "Deployment")
 	if err != nil {
 		return fail(err, nil)
 	}

@@ -15,13 +15,7 @@ import (
 // restartPod evicts a pod through the Eviction API, so PodDisruptionBudgets are respected; its
 // controller replaces it. A refusal by a budget is a retryable failure carrying the API's reason.
 func restartPod(ctx context.Context, env Env) (result.Result, int) {
-	if err := env.decode(&struct{}{}); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	if err := env.requireTarget("Pod"); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	cs, _, err := clients()
+	cs, err := env.prepare(nil, "Pod")
 	if err != nil {
 		return fail(err, nil)
 	}

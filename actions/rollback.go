@@ -30,13 +30,7 @@ type rollbackParams struct {
 // pod-template-hash label. Idempotent: a Deployment already at that template is left alone.
 func rollbackDeployment(ctx context.Context, env Env) (result.Result, int) {
 	var p rollbackParams
-	if err := env.decode(&p); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	if err := env.requireTarget("Deployment"); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	cs, _, err := clients()
+	cs, err := env.prepare(&p, "Deployment")
 	if err != nil {
 		return fail(err, nil)
 	}

@@ -19,18 +19,12 @@ type scaleParams struct {
 // Deployment already at the count is left alone.
 func scaleDeployment(ctx context.Context, env Env) (result.Result, int) {
 	var p scaleParams
-	if err := env.decode(&p); err != nil {
-		return fail(badInput("%v", err), nil)
-	}
-	if err := env.requireTarget("Deployment"); err != nil {
-		return fail(badInput("%v", err), nil)
+	cs, err := env.prepare(&p, "Deployment")
+	if err != nil {
+		return fail(err, nil)
 	}
 	if p.Replicas == nil || *p.Replicas < 0 {
 		return fail(badInput("replicas must be set and not negative"), nil)
-	}
-	cs, _, err := clients()
-	if err != nil {
-		return fail(err, nil)
 	}
 	deployments := cs.AppsV1().Deployments(env.Namespace)
 	scale, err := deployments.GetScale(ctx, env.Name, metav1.GetOptions{})

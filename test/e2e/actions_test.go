@@ -53,7 +53,9 @@ func newDeployment(ns, name, image string, replicas int32) *appsv1.Deployment {
 }
 
 func newPod(ns, name, params string, labels map[string]string) *corev1.Pod {
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Spec: restricted(params)}
+	spec := restricted(params)
+	spec.RestartPolicy = corev1.RestartPolicyNever
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Spec: spec}
 }
 
 func waitPodReady(ctx context.Context, ns, name string) *corev1.Pod {

@@ -291,11 +291,10 @@ func (p *podRun) waitOnce(ctx context.Context, c *containerRun) bool {
 		p.report(ctx)
 		select {
 		case <-ctx.Done():
-			return false
 		case <-time.After(min(time.Duration(c.restarts)*time.Second, 10*time.Second)):
 		}
 		p.mu.Lock()
-		if !p.killed {
+		if !p.killed && ctx.Err() == nil {
 			c.waiting = nil
 			c.cmd = c.newCmd()
 			if err := c.cmd.Start(); err == nil {
