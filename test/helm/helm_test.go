@@ -16,6 +16,7 @@ import (
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -139,9 +140,15 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		fragment := &rbacv1.ClusterRole{}
 		fragment.Name = "kubernaut-executor-ceiling-cordon-node"
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(role), role)).To(Succeed())
+		secret := &corev1.Secret{}
+		secretKey := client.ObjectKey{Namespace: namespace, Name: release + "-webhook-tls"}
+		Expect(k8s.Get(ctx, secretKey, secret)).To(Succeed())
+		ca := string(secret.Data["ca.crt"])
 
 		out, err := helm(chartArgs("upgrade", "--reuse-values", "--set", "actions.cordon-node=false")...)
 		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(k8s.Get(ctx, secretKey, secret)).To(Succeed())
+		Expect(string(secret.Data["ca.crt"])).To(Equal(ca), "an upgrade keeps the generated webhook certificate")
 		Eventually(gone(ctx, fragment)).Should(BeTrue())
 		Eventually(gone(ctx, tpl)).Should(BeTrue())
 		Eventually(gone(ctx, role)).Should(BeTrue())
