@@ -56,12 +56,22 @@ func main() {
 	flag.StringVar(&webhookOpts.CertDir, "webhook-cert-dir", "", "Folder with the webhook server's tls.crt and tls.key (default: controller-runtime's).")
 	flag.StringVar(&requesterCheck, "requester-check", string(webhooks.RequesterCheckEnforce),
 		"enforce: reject an execution whose requester may not act on the target themselves; warn: admit it with a warning (for a trusted upstream controller).")
+	var cleanupRelease string
+	flag.StringVar(&cleanupRelease, "cleanup-ceiling-fragments", "", "Delete this Helm release's ceiling fragments, wait until the ceiling is empty, and exit (the chart's pre-delete hook).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 
+	if cleanupRelease != "" {
+		if err := cleanupCeiling(ctrl.SetupSignalHandler(), cleanupRelease, ceiling); err != nil {
+			log.Error(err, "cleaning up the ceiling")
+			os.Exit(1)
+		}
+		log.Info("ceiling fragments removed", "release", cleanupRelease)
+		return
+	}
 	var err error
 	if opts.ActionImages, err = parseImages(images); err != nil {
 		log.Error(err, "invalid --action-images")

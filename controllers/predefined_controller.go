@@ -33,6 +33,7 @@ type PredefinedTemplateReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=actiontemplates,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=deletecollection
 
 // Reconcile writes the template a fragment carries.
 func (r *PredefinedTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
