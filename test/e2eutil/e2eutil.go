@@ -54,7 +54,7 @@ func StartClusterWith(ctx context.Context, name string, opts localcluster.Option
 	if err != nil {
 		return nil, err
 	}
-	opts.Dir = dir
+	opts.Dir, opts.RemoveDirOnStop = dir, true
 	if opts.CRDDirs == nil { // an empty, non-nil list installs none (the chart does)
 		opts.CRDDirs = []string{filepath.Join(RepoRoot(), "config", "crd")}
 	}

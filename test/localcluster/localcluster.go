@@ -43,6 +43,8 @@ type Options struct {
 	CRDDirs []string
 	// Images maps image repositories to the binaries the node agent runs for them.
 	Images map[string]string
+	// RemoveDirOnStop removes Dir when the cluster stops (tests); the demo keeps it.
+	RemoveDirOnStop bool
 	// PodNetwork gives pods their own addresses in a network namespace, and serves the API on
 	// its host-side address, so that a webhook reached through a Service works (needs root and
 	// iproute2).
@@ -65,6 +67,7 @@ type Cluster struct {
 	Webhook WebhookServing
 
 	network   *nodeagent.PodNetwork
+	removeDir string
 	env       *envtest.Environment
 	kcm       *exec.Cmd
 	kcmDone   chan error
@@ -91,7 +94,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	c := &Cluster{env: &envtest.Environment{
+	removeDir := ""
+	if opts.RemoveDirOnStop {
+		removeDir = opts.Dir
+	}
+	c := &Cluster{removeDir: removeDir, env: &envtest.Environment{
 		BinaryAssetsDirectory:    opts.AssetsDir,
 		CRDDirectoryPaths:        opts.CRDDirs,
 		ErrorIfCRDPathMissing:    len(opts.CRDDirs) > 0,
@@ -232,6 +239,9 @@ func (c *Cluster) Stop() error {
 	}
 	if c.network != nil {
 		c.network.Close()
+	}
+	if c.removeDir != "" {
+		_ = os.RemoveAll(c.removeDir)
 	}
 	return errors.Join(errs...)
 }

@@ -65,25 +65,36 @@ func Encode(r Result) []byte {
 	return b
 }
 
-// fitOutput cuts r's output, marked, until r encodes within the limit; false if even an empty
-// output does not fit.
+// fitOutput cuts r's output, marked, to the longest prefix with which r encodes within the
+// limit (a binary search: escaping makes a byte of output cost one to six bytes of JSON); false
+// if even an empty output does not fit.
 func fitOutput(r Result) ([]byte, bool) {
 	body := r.Output
-	for {
+	encode := func(n int) ([]byte, bool) {
+		r.Output = ""
+		if n > 0 {
+			r.Output = cut(body, n) + TruncatedMarker
+		}
 		b, err := json.Marshal(r)
-		if err == nil && len(b) <= MaxMessageBytes {
-			return b, true
-		}
-		if body == "" {
-			return nil, false
-		}
-		// JSON escaping can make a byte of output cost up to six; cut by the overshoot at least.
-		body = cut(body, len(body)-max(len(b)-MaxMessageBytes, 1))
-		r.Output = body + TruncatedMarker
-		if body == "" {
-			r.Output = ""
+		return b, err == nil && len(b) <= MaxMessageBytes
+	}
+	if b, err := json.Marshal(r); err == nil && len(b) <= MaxMessageBytes {
+		return b, true // the whole output fits
+	}
+	if _, ok := encode(0); !ok {
+		return nil, false
+	}
+	lo, hi := 0, min(len(body), MaxMessageBytes)
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if _, ok := encode(mid); ok {
+			lo = mid
+		} else {
+			hi = mid - 1
 		}
 	}
+	b, _ := encode(lo)
+	return b, true
 }
 
 // cut returns at most n bytes of s, ending on a rune boundary.
