@@ -101,8 +101,8 @@ bench: ## Run the benchmarks and print their figures.
 	go test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: cluster
-cluster: controlplane build ## Start the local control plane by hand; prints KUBECONFIG=<path>. Ctrl-C stops it.
-	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" $(BIN)/localcluster --bin-dir $(BIN) --dir $(CURDIR)/.work/cluster
+cluster: controlplane build ## Start the local control plane by hand, with the CRDs; prints KUBECONFIG=<path>. Ctrl-C stops it.
+	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" $(BIN)/localcluster --bin-dir $(BIN) --dir $(CURDIR)/.work/cluster --crd-dir $(CURDIR)/config/crd
 
 .PHONY: demo
 demo: controlplane build $(HELM) ## Run an execution end to end on the local control plane (KEEP=1 keeps it running).

@@ -19,6 +19,7 @@ func main() {
 	dir := flag.String("dir", ".work/cluster", "Folder for the kubeconfig, logs and pod files.")
 	binDir := flag.String("bin-dir", "bin", "Folder with the project's binaries, run for the project's images.")
 	webhooks := flag.String("webhook-config", "", "Folder of webhook configurations to install, pointed at a local webhook server; its address and certificate folder are written to <dir>/webhook.env.")
+	crdDir := flag.String("crd-dir", "", "Folder of CRDs to install at start (the chart installs its own).")
 	podNetwork := flag.Bool("pod-network", false, "Give pods their own addresses in a network namespace (root and iproute2), so webhooks behind a Service work.")
 	flag.Parse()
 
@@ -33,6 +34,9 @@ func main() {
 	opts := localcluster.Options{Dir: abs, Images: localcluster.ProjectImages(bins), PodNetwork: *podNetwork}
 	if *webhooks != "" {
 		opts.WebhookPaths = []string{*webhooks}
+	}
+	if *crdDir != "" {
+		opts.CRDDirs = []string{*crdDir}
 	}
 	c, err := localcluster.Start(ctx, opts)
 	check(err)
