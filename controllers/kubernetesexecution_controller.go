@@ -427,6 +427,9 @@ func (r *KubernetesExecutionReconciler) writeStatus(ctx context.Context, before,
 	}
 	if before.Status.Phase != obj.Status.Phase {
 		r.recordPhase(obj)
+		if obj.Status.Phase.IsTerminal() {
+			recordEnd(obj)
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -145,10 +146,14 @@ var _ = Describe("KubernetesExecution", func() {
 	})
 
 	It("runs the action as a Job under the restricted Pod Security Standard and records its result", func(ctx SpecContext) {
+		completedBefore := testutil.ToFloat64(controllers.ExecutionsTotal.WithLabelValues(testTemplate, "Completed"))
 		obj := newExecution(ns, "succeed", `{"output":"scaled web to 3"}`)
 		Expect(k8s.Create(ctx, obj)).To(Succeed())
 
 		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseCompleted))
+		Eventually(func() float64 {
+			return testutil.ToFloat64(controllers.ExecutionsTotal.WithLabelValues(testTemplate, "Completed"))
+		}).Should(BeNumerically(">=", completedBefore+1), "kubernaut_executions_total counts the execution")
 		got := get(ctx, obj)(Default)
 		Expect(got.Status.Result).NotTo(BeNil())
 		Expect(got.Status.Result.Success).To(BeTrue())

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
@@ -164,18 +166,23 @@ func describeTarget(obj *v1alpha1.KubernetesExecution) string {
 	return fmt.Sprintf("%s %s/%s", t.ResourceKind, t.Namespace, t.ResourceName)
 }
 
+// rejections counts the causes of rejected requests, by resource and field error type.
+var rejections = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "kubernaut_admission_rejections_total",
+	Help: "Causes of requests the webhooks rejected, by resource and reason (the field error's type).",
+}, []string{"resource", "reason"})
+
+func init() { metrics.Registry.MustRegister(rejections) }
+
 // invalid wraps field errors as the API server's own Invalid error, so kubectl prints each cause
-// with its path.
+// with its path, and counts them.
 func invalid(obj client.Object, errs field.ErrorList) error {
-	gvk := obj.GetObjectKind().GroupVersionKind()
-	kind := gvk.Kind
-	if kind == "" {
-		switch obj.(type) {
-		case *v1alpha1.ActionTemplate:
-			kind = "ActionTemplate"
-		default:
-			kind = "KubernetesExecution"
-		}
+	kind, resource := "KubernetesExecution", "kubernetesexecutions"
+	if _, ok := obj.(*v1alpha1.ActionTemplate); ok {
+		kind, resource = "ActionTemplate", "actiontemplates"
+	}
+	for _, e := range errs {
+		rejections.WithLabelValues(resource, string(e.Type)).Inc()
 	}
 	return apierrors.NewInvalid(v1alpha1.GroupVersion.WithKind(kind).GroupKind(), obj.GetName(), errs)
 }

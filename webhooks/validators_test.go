@@ -9,6 +9,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -167,6 +168,16 @@ func TestKubernetesExecutionValidator(t *testing.T) {
 				t.Fatalf("warnings %v, want %d", warnings, tt.warnings)
 			}
 		})
+	}
+
+	// Every cause of a rejection is counted by its type.
+	forbidden := testutil.ToFloat64(rejections.WithLabelValues("kubernetesexecutions", "FieldValueForbidden"))
+	v0 := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: &reviewer{allowed: allPerms}, Validator: &validation.Validator{}}
+	if _, err := v0.ValidateCreate(requestContext("alice"), execution(`{"replicas":1,"a":1,"b":2}`)); err == nil {
+		t.Fatal("two unknown parameters were admitted")
+	}
+	if got := testutil.ToFloat64(rejections.WithLabelValues("kubernetesexecutions", "FieldValueForbidden")); got != forbidden+2 {
+		t.Fatalf("kubernaut_admission_rejections_total{reason=FieldValueForbidden} went from %v to %v, want +2", forbidden, got)
 	}
 
 	// The requester check asks about exactly the target, as the requester.
