@@ -42,11 +42,11 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object paths="./api/..."
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRDs, the manager's RBAC and the webhook configuration into config/.
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs, the manager's RBAC, the webhook configuration and the predefined actions' fragments and ConfigMaps into config/.
 	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd
 	$(CONTROLLER_GEN) rbac:roleName=kubernaut-executor-manager paths="./controllers/...;./webhooks/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) webhook paths="./webhooks/..." output:webhook:artifacts:config=config/webhook
-	go run ./test/tools/fragments templates > config/rbac/ceiling-predefined.yaml
+	go run ./test/tools/fragments -templates templates -fragments config/rbac/ceiling-predefined.yaml -configmaps config/predefined/actions.yaml
 
 .PHONY: verify
 verify: generate manifests ## Fail when generated files are stale or code is unformatted.

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -36,17 +37,20 @@ func main() {
 		ceiling                string
 		webhookOpts            webhook.Options
 		enableWebhooks         bool
-		requesterCheck         string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles at a time.")
-	var leaderElectionNamespace string
+	var namespace, leaderElectionNamespace string
+	flag.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"),
+		"The manager's own namespace (the Helm release's), the only one whose predefined actions' ConfigMaps it reads (default: $POD_NAMESPACE).")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the leader election lease (default: $POD_NAMESPACE).")
 	flag.DurationVar(&opts.Backoff.Base, "retry-backoff", opts.Backoff.Base, "Delay before the first retry of a failed attempt; doubles with each retry.")
 	flag.DurationVar(&opts.Backoff.Max, "retry-backoff-max", opts.Backoff.Max, "Longest delay between attempts, before jitter.")
 	flag.Float64Var(&opts.Backoff.Jitter, "retry-jitter", opts.Backoff.Jitter, "Largest random fraction added to a retry delay.")
 	flag.DurationVar(&opts.JobTTL, "job-ttl", 24*time.Hour, "How long a finished Job and its pod are kept.")
+	var sweepInterval time.Duration
+	flag.DurationVar(&sweepInterval, "grant-sweep-interval", controllers.DefaultSweepInterval, "How often ServiceAccounts and RBAC grants whose execution no longer exists are removed (also at start).")
 	flag.StringVar(&images, "action-images", "kubernaut-actions=ghcr.io/kubernaut/kubernaut-actions:"+version,
 		"Comma-separated name=reference pairs: templates whose image is <name> run <reference>.")
 	flag.StringVar(&ceiling, "rbac-ceiling", controllers.DefaultCeilingName, "The aggregated ClusterRole that bounds what any ActionTemplate may grant.")
@@ -54,32 +58,30 @@ func main() {
 	flag.StringVar(&webhookOpts.Host, "webhook-host", "", "Address the webhook server listens on (all addresses when empty).")
 	flag.IntVar(&webhookOpts.Port, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&webhookOpts.CertDir, "webhook-cert-dir", "", "Folder with the webhook server's tls.crt and tls.key (default: controller-runtime's).")
-	flag.StringVar(&requesterCheck, "requester-check", string(webhooks.RequesterCheckEnforce),
-		"enforce: reject an execution whose requester may not act on the target themselves; warn: admit it with a warning (for a trusted upstream controller).")
 	var cleanupRelease string
-	flag.StringVar(&cleanupRelease, "cleanup-ceiling-fragments", "", "Delete this Helm release's ceiling fragments, wait until the ceiling is empty, and exit (the chart's pre-delete hook).")
+	flag.StringVar(&cleanupRelease, "cleanup-ceiling-fragments", "",
+		"Delete this Helm release's predefined actions (their ConfigMaps in --namespace and the ActionTemplates made from them) and ceiling fragments, wait until the ceiling no longer holds their rules, and exit (the chart's pre-delete hook).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 
+	if namespace == "" {
+		log.Error(errors.New("neither --namespace nor $POD_NAMESPACE is set"), "the manager's namespace is unknown")
+		os.Exit(2)
+	}
 	if cleanupRelease != "" {
-		if err := cleanupCeiling(ctrl.SetupSignalHandler(), cleanupRelease, ceiling); err != nil {
+		if err := cleanupCeiling(ctrl.SetupSignalHandler(), cleanupRelease, namespace, ceiling); err != nil {
 			log.Error(err, "cleaning up the ceiling")
 			os.Exit(1)
 		}
-		log.Info("ceiling fragments removed", "release", cleanupRelease)
+		log.Info("the release's predefined actions and ceiling fragments are removed", "release", cleanupRelease)
 		return
 	}
 	var err error
 	if opts.ActionImages, err = parseImages(images); err != nil {
 		log.Error(err, "invalid --action-images")
-		os.Exit(2)
-	}
-	check := webhooks.RequesterCheck(requesterCheck)
-	if check != webhooks.RequesterCheckEnforce && check != webhooks.RequesterCheckWarn {
-		log.Error(fmt.Errorf("%q is neither enforce nor warn", requesterCheck), "invalid --requester-check")
 		os.Exit(2)
 	}
 
@@ -94,7 +96,7 @@ func main() {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "kubernaut-executor.kubernaut.io",
 		LeaderElectionNamespace: leaderElectionNamespace,
-		Cache:                   controllers.CacheOptions(),
+		Cache:                   controllers.CacheOptions(namespace),
 		WebhookServer:           webhook.NewServer(webhookOpts),
 	})
 	if err != nil {
@@ -104,13 +106,14 @@ func main() {
 	ctx := ctrl.SetupSignalHandler()
 	validator := &validation.Validator{}
 	if err := controllers.Setup(ctx, mgr, controllers.Config{
-		ExecutorOptions: opts, CeilingName: ceiling, Clock: clock.RealClock{}, Random: rand.Float64, Validator: validator,
+		ExecutorOptions: opts, CeilingName: ceiling, Namespace: namespace, Clock: clock.RealClock{}, Random: rand.Float64, Validator: validator,
+		SweepInterval: sweepInterval,
 	}); err != nil {
 		log.Error(err, "unable to set up the controllers")
 		os.Exit(1)
 	}
 	if enableWebhooks {
-		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: ceiling, RequesterCheck: check}); err != nil {
+		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: ceiling}); err != nil {
 			log.Error(err, "unable to set up the webhooks")
 			os.Exit(1)
 		}

@@ -42,8 +42,8 @@ type ActionTemplateReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=actiontemplates,verbs=get;list;watch
-// +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=actiontemplates/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=actiontemplates/status,verbs=get;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=get;list;watch;create;patch;delete
 
 // Reconcile checks a template's rules and materializes them; its status says whether the
 // template can be used and why not.
@@ -116,7 +116,7 @@ func (r *ActionTemplateReconciler) reconcileClusterRole(ctx context.Context, tpl
 	if len(tpl.Spec.RBAC.Rules) == 0 {
 		return nil
 	}
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ActionServiceAccountName(tpl.Name)}}
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: TemplateClusterRoleName(tpl.Name)}}
 	_, err := controllerutil.CreateOrPatch(ctx, r.Client, role, func() error {
 		role.Labels = mergeLabels(role.Labels, map[string]string{LabelManagedBy: ManagedByValue, LabelPartOf: PartOfValue, LabelActionType: tpl.Name})
 		role.Rules = tpl.Spec.RBAC.Rules
@@ -128,7 +128,7 @@ func (r *ActionTemplateReconciler) reconcileClusterRole(ctx context.Context, tpl
 func setTemplateReady(tpl *v1alpha1.ActionTemplate) {
 	msg := "The action needs no RBAC; executions run with no grant"
 	if len(tpl.Spec.RBAC.Rules) > 0 {
-		tpl.Status.ClusterRoleName = ActionServiceAccountName(tpl.Name)
+		tpl.Status.ClusterRoleName = TemplateClusterRoleName(tpl.Name)
 		msg = fmt.Sprintf("Rules materialized as ClusterRole %s; executions are granted them on their target only", tpl.Status.ClusterRoleName)
 	} else {
 		tpl.Status.ClusterRoleName = ""

@@ -5,14 +5,23 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // CacheOptions limits the manager's cache of Jobs, pods, ServiceAccounts and RBAC objects to the
-// ones the executor created, so its memory does not grow with the cluster's other workloads.
-func CacheOptions() cache.Options {
+// ones the executor created, so its memory does not grow with the cluster's other workloads,
+// and its cache of ConfigMaps to the predefined actions' ConfigMaps in namespace, the manager's
+// own: no ConfigMap anywhere else is ever read. namespace must not be empty (Setup refuses an
+// empty Config.Namespace): for the cache, empty means every namespace.
+func CacheOptions(namespace string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
+	hasAction, err := labels.NewRequirement(LabelPredefinedAction, selection.Exists, nil)
+	if err != nil {
+		panic(err) // the key is a valid constant
+	}
+	predefined := labels.NewSelector().Add(*hasAction)
 	// ClusterRoles: the executor's own and the ceiling, which the chart or an administrator
 	// creates; all are part of the executor.
 	partOf := labels.SelectorFromSet(labels.Set{LabelPartOf: PartOfValue})
@@ -24,5 +33,9 @@ func CacheOptions() cache.Options {
 		&rbacv1.RoleBinding{}:        {Label: managed},
 		&rbacv1.ClusterRole{}:        {Label: partOf},
 		&rbacv1.ClusterRoleBinding{}: {Label: managed},
+		&corev1.ConfigMap{}: {
+			Namespaces: map[string]cache.Config{namespace: {}},
+			Label:      predefined,
+		},
 	}}
 }

@@ -63,7 +63,7 @@ func grantsOf(ctx context.Context, obj *v1alpha1.KubernetesExecution) func() int
 }
 
 var _ = Describe("Just-in-time RBAC", func() {
-	var ns, targetNS, otherNS, sa string
+	var ns, targetNS, otherNS string
 	BeforeEach(func(ctx SpecContext) {
 		ensureTemplate(ctx, testTemplate, "kubernaut-actions")
 		ns = newNamespace(ctx)
@@ -75,7 +75,6 @@ var _ = Describe("Just-in-time RBAC", func() {
 		for _, d := range []*appsv1.Deployment{deployment(targetNS, "web"), deployment(targetNS, "other"), deployment(otherNS, "web")} {
 			Expect(k8s.Create(ctx, d)).To(Succeed())
 		}
-		sa = fmt.Sprintf("system:serviceaccount:%s:%s", ns, controllers.ActionServiceAccountName(testTemplate))
 	})
 
 	execOn := func(name, params string) *v1alpha1.KubernetesExecution {
@@ -87,6 +86,7 @@ var _ = Describe("Just-in-time RBAC", func() {
 	It("lets the action do exactly its template's verbs on its target, and only while it runs", func(ctx SpecContext) {
 		obj := execOn("holds-grant", `{"sleepSeconds":600}`)
 		Expect(k8s.Create(ctx, obj)).To(Succeed())
+		sa := serviceAccountOf(obj)
 		Eventually(grantsOf(ctx, obj)).Should(Equal(2), "a Role and a RoleBinding in the target namespace")
 		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseRunning))
 
@@ -101,7 +101,7 @@ var _ = Describe("Just-in-time RBAC", func() {
 		Expect(canI(sa, "get", "secrets", "-n", targetNS)).To(BeFalse())
 
 		// The action's identity, as a pod of the ServiceAccount gets it.
-		identity, err := e2eutil.TokenConfig(ctx, cluster.Config, ns, controllers.ActionServiceAccountName(testTemplate))
+		identity, err := e2eutil.TokenConfig(ctx, cluster.Config, ns, controllers.ExecutionServiceAccountName(obj.Name))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(patchAs(ctx, identity, targetNS, "web")).To(Succeed())
 
@@ -156,7 +156,7 @@ var _ = Describe("Just-in-time RBAC", func() {
 		obj.Spec.Action.Target = v1alpha1.TargetSpec{ResourceKind: "Node", ResourceName: "local-node"}
 		Expect(k8s.Create(ctx, obj)).To(Succeed())
 		Eventually(grantsOf(ctx, obj)).Should(Equal(2), "a ClusterRole and a ClusterRoleBinding")
-		nodeSA := fmt.Sprintf("system:serviceaccount:%s:%s", ns, controllers.ActionServiceAccountName(tpl.Name))
+		nodeSA := serviceAccountOf(obj)
 		// The API server's RBAC authorizer sees the new binding a moment after it is stored.
 		Eventually(func() bool { return canI(nodeSA, "patch", "nodes/local-node") }).Should(BeTrue())
 		Expect(canI(nodeSA, "patch", "nodes/another-node")).To(BeFalse())
@@ -227,27 +227,36 @@ var _ = Describe("Just-in-time RBAC", func() {
 		Expect(meta.IsStatusConditionTrue(tpl.Status.Conditions, v1alpha1.ConditionStalled)).To(BeTrue())
 	})
 
-	It("removes a template's ClusterRole, grants and ServiceAccounts with the template", func(ctx SpecContext) {
+	It("keeps a running attempt's grant and records its outcome when the template is deleted, then removes everything", func(ctx SpecContext) {
 		tpl := ensureTemplate(ctx, "disposable", "kubernaut-actions")
 		Expect(tpl.Status.ClusterRoleName).To(Equal("kubernaut-action-disposable"))
 		Expect(tpl.Status.EffectiveRules).To(Equal(tpl.Spec.RBAC.Rules))
-		obj := execOn("disposable", `{"sleepSeconds":600}`)
+		obj := execOn("disposable", fmt.Sprintf(`{"sleepSeconds":4,"apiCalls":[
+			{"verb":"patch","group":"apps","resource":"deployments","namespace":%q,"name":"web"}]}`, targetNS))
 		obj.Spec.Action.Type = tpl.Name
 		Expect(k8s.Create(ctx, obj)).To(Succeed())
 		Eventually(grantsOf(ctx, obj)).Should(Equal(2))
-		saKey := client.ObjectKey{Namespace: ns, Name: "kubernaut-action-disposable"}
+		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseRunning))
+		saKey := client.ObjectKey{Namespace: ns, Name: controllers.ExecutionServiceAccountName(obj.Name)}
 		Expect(k8s.Get(ctx, saKey, &corev1.ServiceAccount{})).To(Succeed())
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: "kubernaut-action-disposable"}, &rbacv1.ClusterRole{})).To(Succeed())
 
 		Expect(k8s.Delete(ctx, tpl)).To(Succeed())
-		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, saKey, &corev1.ServiceAccount{})) }).Should(BeTrue())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "kubernaut-action-disposable"}, &rbacv1.ClusterRole{}))
 		}).Should(BeTrue())
+		// The attempt keeps its grant, makes its call and its outcome is recorded.
+		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseCompleted))
+		got := get(ctx, obj)(Default)
+		Expect(got.Status.Result.Success).To(BeTrue(), got.Status.Result.Error)
+		Expect(string(got.Status.Result.Data.Raw)).To(ContainSubstring(`"status":200`))
 		Eventually(grantsOf(ctx, obj)).Should(BeZero())
+		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, saKey, &corev1.ServiceAccount{})) }).Should(BeTrue())
 	})
 
-	It("costs five API writes for RBAC per execution, plus one ServiceAccount per namespace", func(ctx SpecContext) {
+	It("costs five writes for its identity and grant per execution, two for its finalizer, and one SubjectAccessReview per permission", func(ctx SpecContext) {
+		reviews := func() int { return len(writes.matching(func(w write) bool { return w.Kind == "SubjectAccessReview" })) }
+		before := reviews()
 		obj := execOn("counted", `{}`)
 		Expect(k8s.Create(ctx, obj)).To(Succeed())
 		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseCompleted))
@@ -263,7 +272,10 @@ var _ = Describe("Just-in-time RBAC", func() {
 			return w.Kind == "KubernetesExecution" && w.Namespace == ns && w.Name == obj.Name && w.Verb == "patch"
 		})
 		Expect(finalizerWrites).To(HaveLen(2), "add and remove the finalizer")
-		Expect(writes.matching(func(w write) bool { return w.Kind == "ServiceAccount" && w.Namespace == ns })).To(HaveLen(1))
+		sa := controllers.ExecutionServiceAccountName(obj.Name)
+		Expect(writes.matching(func(w write) bool { return w.Kind == "ServiceAccount" && w.Namespace == ns })).To(ConsistOf(
+			write{"create", "ServiceAccount", ns, sa}, write{"delete", "ServiceAccount", ns, sa}))
+		Expect(reviews()-before).To(Equal(2), "get and patch of deployments/web, once before the one attempt")
 	})
 
 	It("revokes a grant after a manager restart between grant and revoke", func(ctx SpecContext) {
@@ -281,7 +293,7 @@ var _ = Describe("Just-in-time RBAC", func() {
 		startManager()
 		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseCompleted))
 		Eventually(grantsOf(ctx, obj)).Should(BeZero())
-		Eventually(func() bool { return canI(sa, "patch", "deployments/web", "-n", targetNS) }).Should(BeFalse())
+		Eventually(func() bool { return canI(serviceAccountOf(obj), "patch", "deployments/web", "-n", targetNS) }).Should(BeFalse())
 	})
 })
 
@@ -294,4 +306,9 @@ func patchAs(ctx context.Context, identity *rest.Config, ns, name string) error 
 	_, err = cs.AppsV1().Deployments(ns).Patch(ctx, name, "application/merge-patch+json", []byte(`{}`),
 		metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
 	return err
+}
+
+// serviceAccountOf is the username of an execution's own ServiceAccount.
+func serviceAccountOf(obj *v1alpha1.KubernetesExecution) string {
+	return fmt.Sprintf("system:serviceaccount:%s:%s", obj.Namespace, controllers.ExecutionServiceAccountName(obj.Name))
 }

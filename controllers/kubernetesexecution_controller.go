@@ -24,6 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/internal/access"
+	"github.com/kubernaut/kubernaut-executor/internal/grants"
 	"github.com/kubernaut/kubernaut-executor/internal/validation"
 )
 
@@ -62,7 +64,7 @@ var imagePullReasons = map[string]bool{
 }
 
 // +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=get;list;watch
-// +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions/status,verbs=get;patch
 // +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=actiontemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
@@ -102,21 +104,27 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 	}()
 
 	now := r.Clock.Now()
-	tpl, err := r.reconcileTemplate(ctx, obj, now)
-	if err != nil || tpl == nil {
+	tpl, refused, err := r.reconcileTemplate(ctx, obj, now)
+	if err != nil || (tpl == nil && refused == nil) {
 		return ctrl.Result{}, err
 	}
 	r.reconcileStart(obj, now)
-	if err := r.reconcileCurrentAttempt(ctx, obj, tpl, now); err != nil {
+	if err := r.reconcileCurrentAttempt(ctx, obj, tpl, refused, now); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.reconcileTimeout(ctx, obj, tpl, now); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.reconcileNextAttempt(ctx, obj, tpl, now); err != nil {
+	if err := r.reconcileNextAttempt(ctx, obj, tpl, refused, now); err != nil {
 		return ctrl.Result{}, err
 	}
 	return r.requeue(obj, tpl, now), nil
+}
+
+// refusal is why no further attempt of an execution may start. An attempt already running is
+// still observed to its end, so its outcome is never lost.
+type refusal struct {
+	reason, message string
 }
 
 // reconcileDelete revokes the execution's grant and then releases its finalizer: when the
@@ -135,33 +143,48 @@ func (r *KubernetesExecutionReconciler) reconcileDelete(ctx context.Context, obj
 	return client.IgnoreNotFound(err)
 }
 
-// reconcileTemplate fetches the execution's ActionTemplate and repeats the admission checks
-// that need no API call. It records Failed/ValidationFailed, and returns nil, when the
-// execution cannot run as written.
-func (r *KubernetesExecutionReconciler) reconcileTemplate(ctx context.Context, obj *v1alpha1.KubernetesExecution, now time.Time) (*v1alpha1.ActionTemplate, error) {
+// reconcileTemplate fetches the execution's ActionTemplate (nil when it is gone) and repeats the
+// admission checks that need no API call: the execution carries its admission record, the
+// template is the one admitted and is ready, and the execution fits it. A failed check is a
+// refusal: no new attempt starts, and a running one is observed to its end. It records Pending,
+// and returns neither template nor refusal, while the template has not been checked yet.
+func (r *KubernetesExecutionReconciler) reconcileTemplate(ctx context.Context, obj *v1alpha1.KubernetesExecution, now time.Time) (*v1alpha1.ActionTemplate, *refusal, error) {
 	tpl := &v1alpha1.ActionTemplate{}
 	if err := r.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return nil, err
+			return nil, nil, err
 		}
-		failExecution(obj, v1alpha1.ReasonValidationFailed,
-			fmt.Sprintf("spec.action.type: Not found: %q: no ActionTemplate defines this action", obj.Spec.Action.Type), now)
-		return nil, nil
+		tpl = nil
+	}
+	rec := obj.Spec.Admission
+	switch {
+	case rec == nil:
+		return tpl, &refusal{v1alpha1.ReasonRequesterNotRecorded,
+			"the execution has no admission record (spec.admission): it was not admitted by the executor's webhook, so no requester's rights bound it and it never runs; create it again while the webhook is available"}, nil
+	case tpl == nil && rec.TemplateUID == "":
+		return nil, &refusal{v1alpha1.ReasonValidationFailed,
+			fmt.Sprintf("spec.action.type: Not found: %q: no ActionTemplate defines this action", obj.Spec.Action.Type)}, nil
+	case tpl == nil:
+		return nil, &refusal{v1alpha1.ReasonTemplateChanged,
+			fmt.Sprintf("ActionTemplate %q was deleted after the execution was admitted", obj.Spec.Action.Type)}, nil
+	case tpl.UID != rec.TemplateUID:
+		return tpl, &refusal{v1alpha1.ReasonTemplateChanged,
+			fmt.Sprintf("ActionTemplate %q was replaced after the execution was admitted (it is a new object)", tpl.Name)}, nil
+	case tpl.Generation != rec.TemplateGeneration:
+		return tpl, &refusal{v1alpha1.ReasonTemplateChanged,
+			fmt.Sprintf("ActionTemplate %q was edited after the execution was admitted (generation %d admitted, now %d)", tpl.Name, rec.TemplateGeneration, tpl.Generation)}, nil
 	}
 	switch ready, checked, message := validation.TemplateUsable(tpl); {
-	case !checked:
+	case !checked && lastAttempt(obj) == nil:
 		setPhase(obj, v1alpha1.PhasePending, v1alpha1.ReasonWaitingForTemplate, message, now)
-		return nil, nil
-	case !ready && len(obj.Status.Attempts) == 0:
-		failExecution(obj, v1alpha1.ReasonTemplateNotReady,
-			fmt.Sprintf("ActionTemplate %q is not ready: %s", tpl.Name, message), now)
-		return nil, nil
+		return nil, nil, nil
+	case !ready:
+		return tpl, &refusal{v1alpha1.ReasonTemplateNotReady, fmt.Sprintf("ActionTemplate %q is not ready: %s", tpl.Name, message)}, nil
 	}
 	if errs := r.Validator.Execution(obj, tpl); len(errs) > 0 {
-		failExecution(obj, v1alpha1.ReasonValidationFailed, errs.ToAggregate().Error(), now)
-		return nil, nil
+		return tpl, &refusal{v1alpha1.ReasonValidationFailed, errs.ToAggregate().Error()}, nil
 	}
-	return tpl, nil
+	return tpl, nil, nil
 }
 
 // reconcileStart records when the executor first acted on the execution.
@@ -173,7 +196,7 @@ func (r *KubernetesExecutionReconciler) reconcileStart(obj *v1alpha1.KubernetesE
 
 // reconcileCurrentAttempt observes the Job of the unfinished attempt, if any, and records how
 // it ended: success completes the execution; failure leads to a retry or to Failed.
-func (r *KubernetesExecutionReconciler) reconcileCurrentAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, now time.Time) error {
+func (r *KubernetesExecutionReconciler) reconcileCurrentAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, refused *refusal, now time.Time) error {
 	a := lastAttempt(obj)
 	if a == nil || a.Finished() {
 		return nil
@@ -185,14 +208,14 @@ func (r *KubernetesExecutionReconciler) reconcileCurrentAttempt(ctx context.Cont
 	if job == nil {
 		a.EndTime, a.Reason = &metav1.Time{Time: now}, v1alpha1.ReasonJobDeleted
 		a.Message = fmt.Sprintf("Job %s was deleted before it finished", a.JobName)
-		r.afterFailure(obj, tpl, a, outcome{Error: a.Message}, now)
+		r.afterFailure(obj, tpl, refused, a, outcome{Error: a.Message}, now)
 		return nil
 	}
 	a.StartTime = job.Status.StartTime
 
 	finished := jobFinishedCondition(job)
 	if finished == nil {
-		return r.watchRunningAttempt(ctx, obj, tpl, a, job, now)
+		return r.watchRunningAttempt(ctx, obj, tpl, refused, a, job, now)
 	}
 
 	o, err := r.attemptOutcome(ctx, job, a, finished)
@@ -202,6 +225,12 @@ func (r *KubernetesExecutionReconciler) reconcileCurrentAttempt(ctx context.Cont
 	a.EndTime = &finished.LastTransitionTime
 	if job.Status.CompletionTime != nil {
 		a.EndTime = job.Status.CompletionTime
+	}
+	disrupted := finished.Reason == batchv1.JobReasonPodFailurePolicy
+	if disrupted {
+		// Only a non-idempotent action's Job fails on disruption (see buildJob): its pod is
+		// never run again by the Job controller.
+		o.Success, o.Error = false, "the action's pod was disrupted: "+finished.Message
 	}
 	obj.Status.Result = &v1alpha1.ExecutionResult{
 		Success: o.Success, Output: o.Output, Error: o.Error, Data: o.Data,
@@ -215,16 +244,19 @@ func (r *KubernetesExecutionReconciler) reconcileCurrentAttempt(ctx context.Cont
 	case finished.Reason == batchv1.JobReasonDeadlineExceeded:
 		a.Reason, a.Message = v1alpha1.ReasonDeadlineExceeded, finished.Message
 		timeOut(obj, now)
+	case disrupted:
+		a.Reason, a.Message = v1alpha1.ReasonPodDisrupted, truncate(finished.Message)
+		r.afterFailure(obj, tpl, refused, a, o, now)
 	default:
 		a.Reason, a.Message = v1alpha1.ReasonActionFailed, truncate(o.Error)
-		r.afterFailure(obj, tpl, a, o, now)
+		r.afterFailure(obj, tpl, refused, a, o, now)
 	}
 	return nil
 }
 
 // watchRunningAttempt keeps a running attempt in Running, and ends it early when its pod
 // cannot start because its image cannot be pulled (its Job is deleted once that is recorded).
-func (r *KubernetesExecutionReconciler) watchRunningAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, a *v1alpha1.Attempt, job *batchv1.Job, now time.Time) error {
+func (r *KubernetesExecutionReconciler) watchRunningAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, refused *refusal, a *v1alpha1.Attempt, job *batchv1.Job, now time.Time) error {
 	pods, err := r.jobPods(ctx, r.Client, job)
 	if err != nil {
 		return err
@@ -234,7 +266,7 @@ func (r *KubernetesExecutionReconciler) watchRunningAttempt(ctx context.Context,
 			if w := cs.State.Waiting; w != nil && imagePullReasons[w.Reason] {
 				a.EndTime, a.Reason = &metav1.Time{Time: now}, v1alpha1.ReasonImagePullFailed
 				a.Message = truncate(fmt.Sprintf("%s: image %s: %s", w.Reason, cs.Image, w.Message))
-				r.afterFailure(obj, tpl, a, outcome{Error: a.Message}, now)
+				r.afterFailure(obj, tpl, refused, a, outcome{Error: a.Message}, now)
 				return nil
 			}
 		}
@@ -245,10 +277,15 @@ func (r *KubernetesExecutionReconciler) watchRunningAttempt(ctx context.Context,
 }
 
 // afterFailure decides what follows a failed attempt: a retry after backoff when the action is
-// idempotent, the failure retryable and retries are left; otherwise Failed.
-func (r *KubernetesExecutionReconciler) afterFailure(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, a *v1alpha1.Attempt, o outcome, now time.Time) {
+// idempotent, the failure retryable, retries are left and nothing refuses a new attempt;
+// otherwise Failed.
+func (r *KubernetesExecutionReconciler) afterFailure(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, refused *refusal, a *v1alpha1.Attempt, o outcome, now time.Time) {
 	if obj.Status.Result == nil || obj.Status.Result.Success {
 		obj.Status.Result = &v1alpha1.ExecutionResult{Error: o.Error, StartTime: a.StartTime, EndTime: a.EndTime, ExitCode: a.ExitCode}
+	}
+	if refused != nil {
+		failExecution(obj, refused.reason, fmt.Sprintf("attempt %d failed (%s) and no further attempt may start: %s", a.Number, o.Error, refused.message), now)
+		return
 	}
 	if reason := nonRetryable(tpl, a); reason != "" {
 		failExecution(obj, v1alpha1.ReasonNonRetryable,
@@ -330,6 +367,9 @@ func (r *KubernetesExecutionReconciler) stopAbandonedJobs(ctx context.Context, o
 		if err != nil {
 			return err
 		}
+		if !metav1.IsControlledBy(job, obj) {
+			continue // never delete a Job this execution does not control
+		}
 		if err := r.deleteJob(ctx, job); err != nil {
 			return err
 		}
@@ -341,18 +381,39 @@ func (r *KubernetesExecutionReconciler) stopAbandonedJobs(ctx context.Context, o
 // reconcileNextAttempt creates the Job of the next attempt when one is due: the first attempt,
 // or a retry whose backoff has passed. A Job that already exists under the attempt's name (a
 // status write lost after the create) is adopted, never created twice.
-func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, now time.Time) error {
+func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, refused *refusal, now time.Time) error {
 	if obj.Status.Phase.IsTerminal() {
 		return nil
 	}
 	a := lastAttempt(obj)
+	if refused != nil && (a == nil || a.Finished()) {
+		failExecution(obj, refused.reason, refused.message, now)
+		return nil
+	}
 	switch {
 	case a == nil:
 	case a.Finished() && obj.Status.Phase == v1alpha1.PhaseRetrying && obj.Status.NextRetryTime != nil && !now.Before(obj.Status.NextRetryTime.Time):
 	default:
 		return nil
 	}
-	if err := r.reconcileGrant(ctx, obj, tpl); err != nil {
+	grant, errs := grants.Compute(r.RESTMapper(), tpl, obj.Spec.Action.Target, obj.Namespace)
+	if len(errs) > 0 {
+		failExecution(obj, v1alpha1.ReasonValidationFailed, errs.ToAggregate().Error(), now)
+		return nil
+	}
+	// The requester's rights are checked again before every attempt: a right lost since
+	// admission stops the execution.
+	requester := obj.Spec.Admission.Requester
+	missing, err := access.Missing(ctx, r.Client, requester, grant.Permissions())
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		failExecution(obj, v1alpha1.ReasonRequesterForbidden, fmt.Sprintf("attempt %d was not started: the requester %s may no longer %s",
+			int32(len(obj.Status.Attempts))+1, requester.Username, access.Describe(missing)), now)
+		return nil
+	}
+	if err := r.reconcileGrant(ctx, obj, grant); err != nil {
 		if !apierrors.IsForbidden(err) {
 			return err
 		}
@@ -363,6 +424,7 @@ func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context
 	job, err := buildJob(jobInput{
 		Execution: obj, Template: tpl, Attempt: number,
 		Remaining: deadline(obj, tpl).Sub(now), TTL: r.Options.JobTTL, Images: r.Options.ActionImages,
+		ServiceAccount: ExecutionServiceAccountName(obj.Name),
 	})
 	if err != nil {
 		failExecution(obj, v1alpha1.ReasonValidationFailed, fmt.Sprintf("action %q cannot render: %v", tpl.Name, err), now)
@@ -472,12 +534,21 @@ func (r *KubernetesExecutionReconciler) deleteJob(ctx context.Context, job *batc
 	return client.IgnoreNotFound(err)
 }
 
-// jobPods lists the pods of a Job.
+// jobPods lists the pods of a Job: the ones the Job controls (owner reference and UID), not
+// every pod that carries its labels.
 func (r *KubernetesExecutionReconciler) jobPods(ctx context.Context, reader client.Reader, job *batchv1.Job) ([]corev1.Pod, error) {
 	pods := &corev1.PodList{}
-	err := reader.List(ctx, pods, client.InNamespace(job.Namespace),
-		client.MatchingLabels{batchv1.ControllerUidLabel: string(job.UID)})
-	return pods.Items, err
+	if err := reader.List(ctx, pods, client.InNamespace(job.Namespace),
+		client.MatchingLabels{batchv1.ControllerUidLabel: string(job.UID)}); err != nil {
+		return nil, err
+	}
+	owned := pods.Items[:0]
+	for _, p := range pods.Items {
+		if metav1.IsControlledBy(&p, job) {
+			owned = append(owned, p)
+		}
+	}
+	return owned, nil
 }
 
 // attemptOutcome reads the outcome of a finished Job from its action container's termination
@@ -541,8 +612,13 @@ func jobFinishedCondition(job *batchv1.Job) *batchv1.JobCondition {
 	return nil
 }
 
-// deadline is when the execution times out.
+// deadline is when the execution times out. Without its template (deleted while an attempt
+// runs), the execution's own timeout or the fallback applies; the Job's active deadline stops
+// the attempt in any case.
 func deadline(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) time.Time {
+	if tpl == nil {
+		tpl = &v1alpha1.ActionTemplate{}
+	}
 	return obj.Status.StartTime.Add(validation.Timeout(obj, tpl))
 }
 

@@ -184,7 +184,7 @@ var _ = Describe("KubernetesExecution", func() {
 		Expect(metav1.IsControlledBy(&job, got)).To(BeTrue())
 		Expect(*job.Spec.BackoffLimit).To(BeEquivalentTo(0))
 		Expect(job.Spec.ActiveDeadlineSeconds).NotTo(BeNil())
-		Expect(job.Spec.Template.Spec.ServiceAccountName).To(Equal("kubernaut-action-test-action"))
+		Expect(job.Spec.Template.Spec.ServiceAccountName).To(Equal("kubernaut-exec-succeed"), "the execution's own ServiceAccount")
 
 		// The pod ran in a namespace that enforces restricted: Pod Security admission passed it.
 		pods := &corev1.PodList{}

@@ -3,15 +3,12 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,7 +17,7 @@ import (
 	"github.com/kubernaut/kubernaut-executor/internal/grants"
 )
 
-// Labels on the RBAC objects of a grant.
+// Labels on the ServiceAccount and RBAC objects of a grant.
 const (
 	// LabelExecutionNamespace is the namespace of the execution a grant is for.
 	LabelExecutionNamespace = "kubernaut.io/execution-namespace"
@@ -33,10 +30,10 @@ const (
 	GrantFinalizer = "kubernaut.io/revoke-grant"
 )
 
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings;clusterrolebindings,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create
-// +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=get;list;watch;patch;update
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions/finalizers,verbs=update
 
 // grantName names the Role, ClusterRole and bindings of one execution's grant. The namespace
@@ -50,52 +47,41 @@ func grantName(obj *v1alpha1.KubernetesExecution) string {
 	return name
 }
 
-// reconcileGrant gives the action's ServiceAccount its template's rules, narrowed to the
-// target, for the execution's lifetime: a Role and RoleBinding in the target's namespace for
-// namespaced resources, a ClusterRole and ClusterRoleBinding for cluster-scoped ones (nodes).
-// The API server refuses any rule the manager does not hold itself (the ceiling).
-func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) error {
-	if err := r.ensureServiceAccount(ctx, obj, tpl); err != nil {
+// grantLabels mark every object of an execution's grant, so that the sweep finds the ones whose
+// execution is gone.
+func grantLabels(obj *v1alpha1.KubernetesExecution) map[string]string {
+	return map[string]string{
+		LabelManagedBy: ManagedByValue, LabelPartOf: PartOfValue, LabelActionType: obj.Spec.Action.Type,
+		LabelExecution: LabelValue(obj.Name), LabelExecutionNamespace: obj.Namespace, LabelExecutionUID: string(obj.UID),
+	}
+}
+
+// reconcileGrant creates the execution's own ServiceAccount and gives it the grant, for the
+// execution's lifetime: a Role and RoleBinding for the namespaced rules, a ClusterRole and
+// ClusterRoleBinding for the cluster-wide ones. The API server refuses any rule the manager
+// does not hold itself (the ceiling).
+func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj *v1alpha1.KubernetesExecution, grant grants.Grant) error {
+	if err := r.ensureServiceAccount(ctx, obj); err != nil {
 		return err
 	}
-	rules := tpl.Spec.RBAC.Rules
-	if len(rules) == 0 {
-		return nil
-	}
-	target := obj.Spec.Action.Target
-	if t, ok := grants.TargetOf(r.RESTMapper(), rules, target.ResourceKind); ok {
-		t.Name = target.ResourceName
-		rules = grants.Narrow(rules, t)
-	}
-	// Cluster scope (node actions) grants every rule cluster-wide: draining a node evicts pods in
-	// every namespace. Namespaced scope grants in the target's namespace, and only rules on
-	// cluster-scoped resources cluster-wide.
-	namespaced, cluster := r.splitByScope(rules)
-	if tpl.Spec.RBAC.Scope == v1alpha1.RBACScopeCluster {
-		namespaced, cluster = nil, rules
-	}
 	name := grantName(obj)
-	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: obj.Namespace, Name: ActionServiceAccountName(tpl.Name)}
-	labels := map[string]string{
-		LabelManagedBy: ManagedByValue, LabelPartOf: PartOfValue, LabelActionType: tpl.Name, LabelExecution: LabelValue(obj.Name),
-		LabelExecutionNamespace: obj.Namespace, LabelExecutionUID: string(obj.UID),
-	}
-	owner := templateOwner(tpl)
+	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: obj.Namespace, Name: ExecutionServiceAccountName(obj.Name)}
+	labels := grantLabels(obj)
 
-	if len(namespaced) > 0 {
-		ns := target.Namespace
-		if ns == "" {
-			ns = obj.Namespace
+	if len(grant.Namespaced) > 0 {
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: grant.Namespace, Name: name, Labels: labels}, Rules: grant.Namespaced}
+		if grant.Namespace == obj.Namespace {
+			// The garbage collector's backstop; other namespaces are left to the sweep.
+			role.OwnerReferences = []metav1.OwnerReference{executionOwner(obj)}
 		}
-		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, OwnerReferences: []metav1.OwnerReference{owner}}, Rules: namespaced}
 		uid, err := r.ensureRole(ctx, role, &rbacv1.Role{}, func(have client.Object) bool {
-			return equality.Semantic.DeepEqual(have.(*rbacv1.Role).Rules, namespaced)
+			return equality.Semantic.DeepEqual(have.(*rbacv1.Role).Rules, grant.Namespaced)
 		})
 		if err != nil {
 			return err
 		}
 		binding := &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, OwnerReferences: []metav1.OwnerReference{roleOwner("Role", name, uid)}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: grant.Namespace, Name: name, Labels: labels, OwnerReferences: []metav1.OwnerReference{roleOwner("Role", name, uid)}},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 			Subjects:   []rbacv1.Subject{subject},
 		}
@@ -103,10 +89,10 @@ func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj 
 			return err
 		}
 	}
-	if len(cluster) > 0 {
-		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, OwnerReferences: []metav1.OwnerReference{owner}}, Rules: cluster}
+	if len(grant.Cluster) > 0 {
+		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Rules: grant.Cluster}
 		uid, err := r.ensureRole(ctx, role, &rbacv1.ClusterRole{}, func(have client.Object) bool {
-			return equality.Semantic.DeepEqual(have.(*rbacv1.ClusterRole).Rules, cluster)
+			return equality.Semantic.DeepEqual(have.(*rbacv1.ClusterRole).Rules, grant.Cluster)
 		})
 		if err != nil {
 			return err
@@ -123,8 +109,10 @@ func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj 
 	return nil
 }
 
-// ensureRole creates role (a Role or ClusterRole), or updates its rules when same says they
-// differ, and returns its UID for the binding's owner reference.
+// ensureRole creates role (a Role or ClusterRole) and returns its UID for the binding's owner
+// reference. A role of that name that belongs to another execution, or holds other rules, is an
+// error, never taken over or rewritten: an execution's grant does not change while it lives
+// (its template's generation is pinned at admission).
 func (r *KubernetesExecutionReconciler) ensureRole(ctx context.Context, role client.Object, have client.Object, same func(client.Object) bool) (types.UID, error) {
 	err := r.Get(ctx, client.ObjectKeyFromObject(role), have)
 	switch {
@@ -140,11 +128,8 @@ func (r *KubernetesExecutionReconciler) ensureRole(ctx context.Context, role cli
 	case err != nil:
 		return "", err
 	}
-	if !same(have) {
-		role.SetResourceVersion(have.GetResourceVersion())
-		if err := r.Update(ctx, role); err != nil {
-			return "", err
-		}
+	if have.GetLabels()[LabelExecutionUID] != role.GetLabels()[LabelExecutionUID] || !same(have) {
+		return "", fmt.Errorf("%T %s exists and is not this execution's grant", have, client.ObjectKeyFromObject(role))
 	}
 	return have.GetUID(), nil
 }
@@ -161,104 +146,84 @@ func (r *KubernetesExecutionReconciler) ensureBinding(ctx context.Context, bindi
 	return err
 }
 
-// ensureServiceAccount creates the template's ServiceAccount in the execution's namespace
-// when it is missing, owned by the template so that it goes with it.
-func (r *KubernetesExecutionReconciler) ensureServiceAccount(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) error {
+// ensureServiceAccount creates the execution's own ServiceAccount, owned by the execution. No
+// two executions share one, and it is deleted at revocation, so every token minted for it stops
+// working when the execution ends.
+func (r *KubernetesExecutionReconciler) ensureServiceAccount(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+	key := types.NamespacedName{Namespace: obj.Namespace, Name: ExecutionServiceAccountName(obj.Name)}
 	sa := &corev1.ServiceAccount{}
-	key := types.NamespacedName{Namespace: obj.Namespace, Name: ActionServiceAccountName(tpl.Name)}
-	if err := r.Get(ctx, key, sa); !apierrors.IsNotFound(err) {
-		return err
+	err := r.Get(ctx, key, sa)
+	if apierrors.IsNotFound(err) {
+		sa = &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+			Namespace: key.Namespace, Name: key.Name, Labels: grantLabels(obj),
+			OwnerReferences: []metav1.OwnerReference{executionOwner(obj)},
+		}}
+		err = r.Create(ctx, sa)
+		if apierrors.IsAlreadyExists(err) {
+			err = r.APIReader.Get(ctx, key, sa)
+		}
 	}
-	sa = &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Namespace: key.Namespace, Name: key.Name,
-		Labels:          map[string]string{LabelManagedBy: ManagedByValue, LabelActionType: tpl.Name},
-		OwnerReferences: []metav1.OwnerReference{templateOwner(tpl)},
-	}}
-	if err := r.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err != nil {
 		return fmt.Errorf("creating ServiceAccount %s: %w", key, err)
 	}
+	if sa.Labels[LabelExecutionUID] != string(obj.UID) {
+		// An earlier execution of the same name whose revocation is still under way.
+		return fmt.Errorf("ServiceAccount %s belongs to another execution; waiting until it is removed", key)
+	}
 	return nil
 }
 
-// revokeGrant deletes the execution's Role and ClusterRole; their bindings, which they own,
-// grant nothing from that moment and are removed by the garbage collector. An object the cache
-// does not show is looked up on the API server before it is taken as absent, so a revocation
-// is never skipped on a stale cache, and nothing is deleted that does not exist.
+// revokeGrant deletes the execution's Roles, ClusterRole and ServiceAccount; the bindings, which
+// the roles own, grant nothing from that moment and are removed by the garbage collector, and
+// tokens of the deleted ServiceAccount are refused. An object the cache does not show is looked
+// up on the API server before it is taken as absent, so a revocation is never skipped on a stale
+// cache, and nothing is deleted that does not exist or is not this execution's.
 func (r *KubernetesExecutionReconciler) revokeGrant(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
 	name := grantName(obj)
-	ns := obj.Spec.Action.Target.Namespace
-	if ns == "" {
-		ns = obj.Namespace
+	// The Role is in the target's namespace; the execution's own for a cluster-scoped target,
+	// which admission requires to name no namespace (see grants.Compute).
+	roleNamespace := obj.Spec.Action.Target.Namespace
+	if roleNamespace == "" {
+		roleNamespace = obj.Namespace
 	}
-	for _, role := range []client.Object{
-		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+	objs := []client.Object{
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: roleNamespace, Name: name}},
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}},
-	} {
-		key := client.ObjectKeyFromObject(role)
-		err := r.Get(ctx, key, role)
-		if apierrors.IsNotFound(err) {
-			err = r.APIReader.Get(ctx, key, role)
-		}
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err == nil {
-			err = r.Delete(ctx, role, client.PropagationPolicy(metav1.DeletePropagationBackground))
-		}
-		if client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("revoking %T %s: %w", role, key, err)
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: obj.Namespace, Name: ExecutionServiceAccountName(obj.Name)}},
+	}
+	for _, o := range objs {
+		if err := r.deleteOwned(ctx, obj, o); err != nil {
+			return fmt.Errorf("revoking %T %s: %w", o, client.ObjectKeyFromObject(o), err)
 		}
 	}
 	return nil
 }
 
-// splitByScope separates rules on namespaced resources from rules on cluster-scoped ones.
-// Resources the API server does not know are treated as namespaced: granted in one namespace,
-// never cluster-wide.
-func (r *KubernetesExecutionReconciler) splitByScope(rules []rbacv1.PolicyRule) (namespaced, cluster []rbacv1.PolicyRule) {
-	for _, rule := range rules {
-		var ns, cl []string
-		for _, res := range rule.Resources {
-			base, _, _ := strings.Cut(res, "/")
-			if r.clusterScoped(rule.APIGroups, base) {
-				cl = append(cl, res)
-			} else {
-				ns = append(ns, res)
-			}
-		}
-		if len(ns) > 0 {
-			c := *rule.DeepCopy()
-			c.Resources = ns
-			namespaced = append(namespaced, c)
-		}
-		if len(cl) > 0 {
-			c := *rule.DeepCopy()
-			c.Resources = cl
-			cluster = append(cluster, c)
-		}
+// deleteOwned deletes o if it exists and carries the execution's UID.
+func (r *KubernetesExecutionReconciler) deleteOwned(ctx context.Context, obj *v1alpha1.KubernetesExecution, o client.Object) error {
+	key := client.ObjectKeyFromObject(o)
+	err := r.Get(ctx, key, o)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, key, o)
 	}
-	return namespaced, cluster
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if o.GetLabels()[LabelExecutionUID] != string(obj.UID) || !o.GetDeletionTimestamp().IsZero() {
+		return nil
+	}
+	err = r.Delete(ctx, o, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: ptr.To(o.GetUID())})
+	return client.IgnoreNotFound(err)
 }
 
-func (r *KubernetesExecutionReconciler) clusterScoped(groups []string, resource string) bool {
-	for _, g := range groups {
-		gvk, err := r.RESTMapper().KindFor(schema.GroupVersionResource{Group: g, Resource: resource})
-		if err != nil {
-			continue
-		}
-		m, err := r.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err == nil && m.Scope.Name() == meta.RESTScopeNameRoot {
-			return true
-		}
-	}
-	return false
-}
-
-// templateOwner makes the template the owner of what it needs, so that the garbage collector
-// removes it with the template. Not blocking: deleting a template never waits on them.
-func templateOwner(tpl *v1alpha1.ActionTemplate) metav1.OwnerReference {
+// executionOwner makes the execution the owner of an object in its namespace, so that the
+// garbage collector removes it with the execution even if the finalizer was forced off.
+func executionOwner(obj *v1alpha1.KubernetesExecution) metav1.OwnerReference {
 	return metav1.OwnerReference{
-		APIVersion: v1alpha1.GroupVersion.String(), Kind: "ActionTemplate", Name: tpl.Name, UID: tpl.UID,
+		APIVersion: v1alpha1.GroupVersion.String(), Kind: "KubernetesExecution", Name: obj.Name, UID: obj.UID,
 	}
 }
 

@@ -65,6 +65,8 @@ type jobInput struct {
 	Remaining time.Duration
 	// TTL is how long a finished Job is kept.
 	TTL time.Duration
+	// ServiceAccount is the execution's own ServiceAccount, which holds its grant.
+	ServiceAccount string
 	// Images maps template image names to the references to run.
 	Images map[string]string
 }
@@ -88,24 +90,16 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 		Execution:  render.Execution{Name: obj.Name, Namespace: obj.Namespace, Attempt: in.Attempt},
 		DryRun:     obj.Spec.DryRun,
 	}
-	command, err := render.Strings("command", tpl.Spec.Command, data)
-	if err != nil {
-		return nil, fmt.Errorf("rendering command: %w", err)
+	rendered, errs := render.Container(tpl.Spec.Command, tpl.Spec.Args, tpl.Spec.Env, data)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("rendering ActionTemplate %q: %w", tpl.Name, errs.ToAggregate())
 	}
-	args, err := render.Strings("args", tpl.Spec.Args, data)
-	if err != nil {
-		return nil, fmt.Errorf("rendering args: %w", err)
-	}
+	command, args := rendered.Command, rendered.Args
 	var env []corev1.EnvVar
-	for _, e := range tpl.Spec.Env {
-		if v1alpha1.ReservedEnv[e.Name] {
-			continue
+	for _, e := range rendered.Env {
+		if !v1alpha1.ReservedEnv[e.Name] {
+			env = append(env, e)
 		}
-		v, err := render.String("env "+e.Name, e.Value, data)
-		if err != nil {
-			return nil, fmt.Errorf("rendering env: %w", err)
-		}
-		env = append(env, corev1.EnvVar{Name: e.Name, Value: v})
 	}
 	env = append(env,
 		corev1.EnvVar{Name: v1alpha1.EnvActionType, Value: obj.Spec.Action.Type},
@@ -147,9 +141,10 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 			BackoffLimit:          ptr.To[int32](0),
 			ActiveDeadlineSeconds: ptr.To(deadline),
 			// A pod lost to disruption (eviction, node drain, preemption) is not the action's
-			// failure: the Job controller replaces it without counting it.
+			// failure: the Job controller replaces an idempotent action's pod without counting
+			// it, and fails a non-idempotent action's Job, which must never run twice.
 			PodFailurePolicy: &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{
-				Action:          batchv1.PodFailurePolicyActionIgnore,
+				Action:          onDisruption(tpl),
 				OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}},
 			}}},
 			TTLSecondsAfterFinished: ptr.To(int32(in.TTL.Seconds())),
@@ -157,7 +152,7 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
 					RestartPolicy:                 corev1.RestartPolicyNever,
-					ServiceAccountName:            ActionServiceAccountName(obj.Spec.Action.Type),
+					ServiceAccountName:            in.ServiceAccount,
 					AutomountServiceAccountToken:  ptr.To(true),
 					EnableServiceLinks:            ptr.To(false),
 					TerminationGracePeriodSeconds: ptr.To[int64](10),
@@ -195,4 +190,13 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 		},
 	}
 	return job, nil
+}
+
+// onDisruption is what the Job controller does when the action's pod is disrupted: run it again
+// for an idempotent action, fail the Job (and so the attempt) for one that is not.
+func onDisruption(tpl *v1alpha1.ActionTemplate) batchv1.PodFailurePolicyAction {
+	if p := tpl.Spec.RetryPolicy.Idempotent; p != nil && !*p {
+		return batchv1.PodFailurePolicyActionFailJob
+	}
+	return batchv1.PodFailurePolicyActionIgnore
 }

@@ -39,5 +39,13 @@ func shortenTo(name, suffix string, limit int) string {
 	return prefix + "-" + hash + suffix
 }
 
-// ActionServiceAccountName is the ServiceAccount that runs the Jobs of a template.
-func ActionServiceAccountName(template string) string { return "kubernaut-action-" + template }
+// TemplateClusterRoleName is the ClusterRole that holds a template's rules once they are
+// checked against the ceiling.
+func TemplateClusterRoleName(template string) string { return "kubernaut-action-" + template }
+
+// ExecutionServiceAccountName is the ServiceAccount of one execution, in the execution's
+// namespace: "kubernaut-exec-<execution>", shortened with a hash to at most 63 characters.
+// Each execution has its own, so no two executions ever share a grant or a token.
+func ExecutionServiceAccountName(execution string) string {
+	return shorten("kubernaut-exec-"+execution, "")
+}

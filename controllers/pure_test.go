@@ -230,7 +230,7 @@ func TestBuildJob(t *testing.T) {
 	}
 
 	tpl.Spec.Args = []string{`{{ env "HOME" }}`}
-	if _, err := buildJob(jobInput{Execution: obj, Template: tpl, Attempt: 1}); err == nil || !strings.Contains(err.Error(), `"env" not defined`) {
+	if _, err := buildJob(jobInput{Execution: obj, Template: tpl, Attempt: 1}); err == nil || !strings.Contains(err.Error(), `function "env" is not allowed`) {
 		t.Errorf("a template calling env rendered: %v", err)
 	}
 }

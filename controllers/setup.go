@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -14,12 +16,19 @@ type Config struct {
 	ExecutorOptions
 	// CeilingName is the aggregated ClusterRole that bounds every template's rules.
 	CeilingName string
+	// Namespace is the manager's own namespace (the Helm release's): the predefined actions'
+	// ConfigMaps are read there and nowhere else. It must match the namespace given to
+	// CacheOptions.
+	Namespace string
 	// Clock is the time source for timeouts and backoff.
 	Clock clock.PassiveClock
 	// Random returns a number in [0, 1) for backoff jitter.
 	Random func() float64
 	// Validator is shared with the webhooks, so that each template's schema is compiled once.
 	Validator *validation.Validator
+	// SweepInterval is how often grants whose execution is gone are removed (default
+	// DefaultSweepInterval).
+	SweepInterval time.Duration
 }
 
 // Setup registers the executor's controllers with mgr.
@@ -30,12 +39,23 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if cfg.Validator == nil {
 		cfg.Validator = &validation.Validator{}
 	}
-	if err := (&PredefinedTemplateReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if cfg.Namespace == "" {
+		return errors.New("the manager's namespace is not set")
+	}
+	if err := (&PredefinedTemplateReconciler{
+		Client: mgr.GetClient(), Namespace: cfg.Namespace, Recorder: mgr.GetEventRecorder("kubernaut-executor"),
+	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&ActionTemplateReconciler{
 		Client: mgr.GetClient(), CeilingName: cfg.CeilingName,
 	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if err := mgr.Add(&GrantSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Interval: cfg.SweepInterval}); err != nil {
 		return err
 	}
 	return (&KubernetesExecutionReconciler{

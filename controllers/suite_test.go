@@ -10,9 +10,11 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -29,6 +31,7 @@ import (
 	"github.com/kubernaut/kubernaut-executor/internal/grants"
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 	"github.com/kubernaut/kubernaut-executor/test/localcluster"
+	"github.com/kubernaut/kubernaut-executor/webhooks"
 )
 
 // The backoff the suite's manager uses: long enough that real time never reaches it during a
@@ -43,8 +46,13 @@ var ceilingFragment = []rbacv1.PolicyRule{
 }
 
 var (
-	cluster   *localcluster.Cluster
-	k8s       client.Client
+	cluster *localcluster.Cluster
+	// k8s is the administrator's client. It records the admission of the executions it creates
+	// as the executor's defaulting webhook would (this suite runs the controllers without the
+	// webhooks; the API server's admission policy still checks the record).
+	k8s client.Client
+	// rawK8s is the administrator's client without that: its executions carry what they carry.
+	rawK8s    client.Client
 	testClock = &e2eutil.Clock{}
 	scheme    = runtime.NewScheme()
 	// managerConfig is the manager's own identity: its ServiceAccount, with the generated
@@ -71,7 +79,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	var err error
 	cluster, err = e2eutil.StartCluster(ctx, "controllers")
 	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cluster.Config, client.Options{Scheme: scheme})
+	rawK8s, err = client.New(cluster.Config, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	k8s, err = recordingAdmission(ctx, cluster.Config)
 	Expect(err).NotTo(HaveOccurred())
 
 	out, err := e2eutil.Kubectl(cluster.Kubeconfig, "", "apply", "-f", filepath.Join(e2eutil.RepoRoot(), "config", "rbac"))
@@ -90,13 +100,43 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	startManager()
 }, NodeTimeout(3*time.Minute))
 
+// recordingAdmission returns a client for cfg's identity that records, on each execution it
+// creates, that identity and the template's current generation, as the defaulting webhook does.
+func recordingAdmission(ctx context.Context, cfg *rest.Config) (client.Client, error) {
+	base, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	user := webhooks.UserInfoOf(review.Status.UserInfo)
+	return interceptor.NewClient(base, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if exec, ok := obj.(*v1alpha1.KubernetesExecution); ok && exec.Spec.Admission == nil {
+				exec.Spec.Admission = &v1alpha1.AdmissionRecord{Requester: user}
+				tpl := &v1alpha1.ActionTemplate{}
+				if err := rawK8s.Get(ctx, client.ObjectKey{Name: exec.Spec.Action.Type}, tpl); err == nil {
+					exec.Spec.Admission.TemplateUID, exec.Spec.Admission.TemplateGeneration = tpl.UID, tpl.Generation
+				}
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+	}), nil
+}
+
 // startManager starts the executor's manager as its own ServiceAccount.
 func startManager() {
 	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  controllers.CacheOptions(e2eutil.Namespace),
 		// The suite restarts the manager in one process; controller names repeat.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
@@ -115,8 +155,11 @@ func startManager() {
 			JobTTL:       time.Hour,
 			ActionImages: map[string]string{"kubernaut-actions": localcluster.ActionsImage + ":test"},
 		},
-		Clock:  testClock,
-		Random: rand.Float64,
+		Namespace: e2eutil.Namespace,
+		Clock:     testClock,
+		Random:    rand.Float64,
+		// Short, so the sweep spec sees a sweep soon; a sweep removes nothing of a live execution.
+		SweepInterval: 2 * time.Second,
 	})).To(Succeed())
 	stopMgr, mgrDone = cancel, make(chan struct{})
 	go func() {

@@ -17,7 +17,7 @@ import (
 )
 
 // ActionTemplateValidator admits a template only if it can work: its schema compiles, its
-// templated strings render with hermetic functions, and its rules are plain and under the
+// templated strings render with the allowed functions within their limits, and its rules are plain and under the
 // RBAC ceiling.
 type ActionTemplateValidator struct {
 	// Reader reads the ceiling ClusterRole.

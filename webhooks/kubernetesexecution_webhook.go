@@ -5,12 +5,12 @@ package webhooks
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -21,40 +21,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/internal/access"
 	"github.com/kubernaut/kubernaut-executor/internal/grants"
 	"github.com/kubernaut/kubernaut-executor/internal/validation"
 )
 
-// RequesterCheck says what happens when the requester of an execution may not do themselves
-// what the action would do on the target.
-type RequesterCheck string
-
-const (
-	// RequesterCheckEnforce rejects the execution (the default): the executor is never a
-	// confused deputy.
-	RequesterCheckEnforce RequesterCheck = "enforce"
-	// RequesterCheckWarn admits it with a warning, for a trusted upstream controller.
-	RequesterCheckWarn RequesterCheck = "warn"
-)
-
-// AccessReviewer answers SubjectAccessReviews. A client.Client does, through the API server.
-type AccessReviewer interface {
-	Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error
-}
-
 // KubernetesExecutionValidator admits an execution only if it fits its template and its
-// requester may act on the target themselves.
+// requester holds every permission the execution's grant would give the action.
 type KubernetesExecutionValidator struct {
 	// Reader reads ActionTemplates (the manager's cache).
 	Reader client.Reader
-	// Mapper finds the target kind's resource.
+	// Mapper finds the target kind's resource and the scope of every granted resource.
 	Mapper meta.RESTMapper
 	// Reviewer answers SubjectAccessReviews.
-	Reviewer AccessReviewer
+	Reviewer access.Creator
 	// Validator holds the compiled parameter schemas, shared with the controller.
 	Validator *validation.Validator
-	// RequesterCheck is enforce or warn.
-	RequesterCheck RequesterCheck
 }
 
 // +kubebuilder:webhook:path=/validate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution,mutating=false,failurePolicy=fail,sideEffects=None,groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=create;update,versions=v1alpha1,name=vkubernetesexecution.kubernaut.io,admissionReviewVersions=v1,timeoutSeconds=5
@@ -64,7 +46,7 @@ var _ admission.Validator[*v1alpha1.KubernetesExecution] = &KubernetesExecutionV
 
 // ValidateCreate checks a new execution.
 func (v *KubernetesExecutionValidator) ValidateCreate(ctx context.Context, obj *v1alpha1.KubernetesExecution) (admission.Warnings, error) {
-	return v.validate(ctx, obj)
+	return nil, v.validate(ctx, obj)
 }
 
 // ValidateUpdate refuses any change to the spec. Other updates (finalizers, labels) pass: the
@@ -81,81 +63,124 @@ func (v *KubernetesExecutionValidator) ValidateDelete(context.Context, *v1alpha1
 	return nil, nil
 }
 
-func (v *KubernetesExecutionValidator) validate(ctx context.Context, obj *v1alpha1.KubernetesExecution) (admission.Warnings, error) {
-	typePath := field.NewPath("spec", "action", "type")
+var (
+	typePath      = field.NewPath("spec", "action", "type")
+	admissionPath = field.NewPath("spec", "admission")
+)
+
+func (v *KubernetesExecutionValidator) validate(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
 	tpl := &v1alpha1.ActionTemplate{}
 	if err := v.Reader.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, invalid(obj, field.ErrorList{field.NotFound(typePath, obj.Spec.Action.Type)})
+			return invalid(obj, field.ErrorList{field.NotFound(typePath, obj.Spec.Action.Type)})
 		}
-		return nil, apierrors.NewInternalError(err)
+		return apierrors.NewInternalError(err)
 	}
 	var errs field.ErrorList
 	if ready, _, message := validation.TemplateUsable(tpl); !ready {
 		errs = append(errs, field.Invalid(typePath, obj.Spec.Action.Type, fmt.Sprintf("ActionTemplate %q is not ready: %s", tpl.Name, message)))
 	}
-	errs = append(errs, v.Validator.Execution(obj, tpl)...)
-
-	var warnings admission.Warnings
-	missing, err := v.requesterMissing(ctx, obj, tpl)
+	user, err := requester(ctx, obj)
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		errs = append(errs, err)
+	} else if rec := obj.Spec.Admission; rec.TemplateUID != tpl.UID || rec.TemplateGeneration != tpl.Generation {
+		errs = append(errs, field.Invalid(admissionPath.Child("templateGeneration"), rec.TemplateGeneration,
+			fmt.Sprintf("ActionTemplate %q changed while the execution was admitted (now generation %d); apply the execution again", tpl.Name, tpl.Generation)))
 	}
-	if len(missing) > 0 {
-		msg := fmt.Sprintf("the requester may not %s on %s themselves, and the executor acts for no one beyond their own rights",
-			strings.Join(missing, ", "), describeTarget(obj))
-		if v.RequesterCheck == RequesterCheckWarn {
-			warnings = append(warnings, msg)
-		} else {
-			errs = append(errs, field.Forbidden(field.NewPath("spec", "action", "target"), msg))
+	if fitErrs := v.Validator.Execution(obj, tpl); len(fitErrs) > 0 {
+		errs = append(errs, fitErrs...)
+	} else {
+		// The controller renders when it builds each attempt's Job; admission renders once,
+		// so that parameters the template cannot render are a field error, not a failed run.
+		errs = append(errs, validation.RenderErrors(obj, tpl)...)
+	}
+
+	grant, grantErrs := grants.Compute(v.Mapper, tpl, obj.Spec.Action.Target, obj.Namespace)
+	errs = append(errs, grantErrs...)
+	if user != nil && len(grantErrs) == 0 {
+		missing, err := access.Missing(ctx, v.Reviewer, *user, grant.Permissions())
+		if err != nil {
+			return apierrors.NewInternalError(err)
+		}
+		if len(missing) > 0 {
+			errs = append(errs, field.Forbidden(field.NewPath("spec", "action", "target"), fmt.Sprintf(
+				"%s may not %s, which action %q would be granted on %s; the executor acts for no one beyond their own rights",
+				user.Username, access.Describe(missing), tpl.Name, describeTarget(obj))))
 		}
 	}
 	if len(errs) > 0 {
-		return warnings, invalid(obj, errs)
+		return invalid(obj, errs)
 	}
-	return warnings, nil
+	return nil
 }
 
-// requesterMissing asks the API server, one SubjectAccessReview per permission, which of the
-// things the action would do on the target the requester may not do.
-func (v *KubernetesExecutionValidator) requesterMissing(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) ([]string, error) {
-	req, err := admission.RequestFromContext(ctx)
-	if err != nil {
-		return nil, nil // not an admission request (a direct call): nobody to check
+// requester returns the user recorded at admission, after checking that it is the user making
+// the request (the defaulting webhook records it; the API server's admission policy enforces it
+// even without the webhooks).
+func requester(ctx context.Context, obj *v1alpha1.KubernetesExecution) (*v1alpha1.UserInfo, *field.Error) {
+	rec := obj.Spec.Admission
+	if rec == nil {
+		return nil, field.Required(admissionPath, "the executor's defaulting webhook records the requester; it did not run")
 	}
-	target, ok := grants.TargetOf(v.Mapper, tpl.Spec.RBAC.Rules, obj.Spec.Action.Target.ResourceKind)
-	if !ok {
-		return nil, nil
+	if req, err := admission.RequestFromContext(ctx); err == nil && !equality.Semantic.DeepEqual(rec.Requester, UserInfoOf(req.UserInfo)) {
+		return nil, field.Forbidden(admissionPath.Child("requester"), "must be the user who creates the execution")
 	}
-	user := req.UserInfo
-	var missing []string
-	for _, p := range grants.TargetPermissions(tpl.Spec.RBAC.Rules, target) {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: user.Username, Groups: user.Groups, UID: user.UID, Extra: extra(user.Extra),
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: obj.Spec.Action.Target.Namespace, Verb: p.Verb, Group: p.Group,
-				Resource: p.Resource, Subresource: p.Subresource, Name: obj.Spec.Action.Target.ResourceName,
-			},
-		}}
-		if err := v.Reviewer.Create(ctx, sar); err != nil {
-			return nil, fmt.Errorf("asking whether %s may %s: %w", user.Username, p, err)
-		}
-		if !sar.Status.Allowed {
-			missing = append(missing, p.String())
-		}
-	}
-	return missing, nil
+	return &rec.Requester, nil
 }
 
-func extra(in map[string]authenticationv1.ExtraValue) map[string]authorizationv1.ExtraValue {
-	if in == nil {
-		return nil
-	}
-	out := make(map[string]authorizationv1.ExtraValue, len(in))
-	for k, v := range in {
-		out[k] = authorizationv1.ExtraValue(v)
+// UserInfoOf converts the API server's record of a user to the execution's.
+func UserInfoOf(u authenticationv1.UserInfo) v1alpha1.UserInfo {
+	out := v1alpha1.UserInfo{Username: u.Username, UID: u.UID, Groups: u.Groups}
+	if len(u.Extra) > 0 {
+		out.Extra = make(map[string]v1alpha1.ExtraValue, len(u.Extra))
+		for k, v := range u.Extra {
+			out.Extra[k] = v1alpha1.ExtraValue(v)
+		}
 	}
 	return out
+}
+
+// KubernetesExecutionDefaulter records, on a new execution, who asked for it and which
+// generation of its template was checked (spec.admission). A value the client sent is replaced;
+// on an update the stored record is kept, so a client that re-applies the execution without it
+// (server-side apply drops fields its manifest omits) neither loses nor changes it.
+type KubernetesExecutionDefaulter struct {
+	// Reader reads ActionTemplates (the manager's cache).
+	Reader client.Reader
+}
+
+// +kubebuilder:webhook:path=/mutate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution,mutating=true,failurePolicy=fail,sideEffects=None,groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=create;update,versions=v1alpha1,name=mkubernetesexecution.kubernaut.io,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=Never
+
+var _ admission.Defaulter[*v1alpha1.KubernetesExecution] = &KubernetesExecutionDefaulter{}
+
+// Default records the admission of a new execution.
+func (d *KubernetesExecutionDefaulter) Default(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return err
+	}
+	switch req.Operation {
+	case admissionv1.Create:
+	case admissionv1.Update:
+		old := &v1alpha1.KubernetesExecution{}
+		if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
+			return apierrors.NewBadRequest(fmt.Sprintf("decoding the stored execution: %v", err))
+		}
+		obj.Spec.Admission = old.Spec.Admission
+		return nil
+	default:
+		return nil
+	}
+	rec := &v1alpha1.AdmissionRecord{Requester: UserInfoOf(req.UserInfo)}
+	tpl := &v1alpha1.ActionTemplate{}
+	switch err := d.Reader.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl); {
+	case err == nil:
+		rec.TemplateUID, rec.TemplateGeneration = tpl.UID, tpl.Generation
+	case !apierrors.IsNotFound(err):
+		return apierrors.NewInternalError(err)
+	}
+	obj.Spec.Admission = rec
+	return nil
 }
 
 func describeTarget(obj *v1alpha1.KubernetesExecution) string {

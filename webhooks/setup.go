@@ -13,19 +13,13 @@ type Config struct {
 	Validator *validation.Validator
 	// CeilingName is the aggregated ClusterRole that bounds every template's rules.
 	CeilingName string
-	// RequesterCheck is enforce (default) or warn.
-	RequesterCheck RequesterCheck
 }
 
 // Setup registers the validating webhooks with mgr's webhook server.
 func Setup(mgr ctrl.Manager, cfg Config) error {
-	if cfg.RequesterCheck == "" {
-		cfg.RequesterCheck = RequesterCheckEnforce
-	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1alpha1.KubernetesExecution{}).WithValidator(&KubernetesExecutionValidator{
-		Reader: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), Reviewer: mgr.GetClient(),
-		Validator: cfg.Validator, RequesterCheck: cfg.RequesterCheck,
-	}).Complete(); err != nil {
+		Reader: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), Reviewer: mgr.GetClient(), Validator: cfg.Validator,
+	}).WithDefaulter(&KubernetesExecutionDefaulter{Reader: mgr.GetClient()}).Complete(); err != nil {
 		return err
 	}
 	return ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ActionTemplate{}).WithValidator(&ActionTemplateValidator{

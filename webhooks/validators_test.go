@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -20,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -29,8 +31,9 @@ import (
 	"github.com/kubernaut/kubernaut-executor/internal/validation"
 )
 
-// reviewer answers SubjectAccessReviews from a fixed set of allowed "verb resource/subresource"
-// permissions, recording what it was asked.
+// reviewer answers SubjectAccessReviews from a fixed set of allowed permissions, recording what
+// it was asked. A key "verb resource/subresource" allows the permission everywhere; a key
+// "verb resource/subresource in ns" only in that namespace (never cluster-wide).
 type reviewer struct {
 	allowed map[string]bool
 	asked   []string
@@ -44,7 +47,7 @@ func (r *reviewer) Create(_ context.Context, obj client.Object, _ ...client.Crea
 		key += "/" + a.Subresource
 	}
 	r.asked = append(r.asked, fmt.Sprintf("%s %s as %s in %s named %s", key, a.Group, sar.Spec.User, a.Namespace, a.Name))
-	sar.Status.Allowed = r.allowed[key]
+	sar.Status.Allowed = r.allowed[key] || (a.Namespace != "" && r.allowed[key+" in "+a.Namespace])
 	return nil
 }
 
@@ -60,14 +63,16 @@ func testScheme(t testing.TB) *runtime.Scheme {
 }
 
 func testMapper() meta.RESTMapper {
-	m := meta.NewDefaultRESTMapper([]schema.GroupVersion{{Group: "apps", Version: "v1"}})
+	m := meta.NewDefaultRESTMapper([]schema.GroupVersion{{Group: "apps", Version: "v1"}, {Version: "v1"}})
 	m.Add(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, meta.RESTScopeNamespace)
+	m.Add(schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, meta.RESTScopeNamespace)
+	m.Add(schema.GroupVersionKind{Version: "v1", Kind: "Node"}, meta.RESTScopeRoot)
 	return m
 }
 
 func readyTemplate(name string, schemaJSON string) *v1alpha1.ActionTemplate {
 	tpl := &v1alpha1.ActionTemplate{
-		ObjectMeta: metav1.ObjectMeta{Name: name, UID: "uid-" + "name", Generation: 1},
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Generation: 1},
 		Spec: v1alpha1.ActionTemplateSpec{
 			Image: "kubernaut-actions", TargetKinds: []string{"Deployment"},
 			MaxTimeout: &metav1.Duration{Duration: 600e9},
@@ -78,6 +83,18 @@ func readyTemplate(name string, schemaJSON string) *v1alpha1.ActionTemplate {
 		},
 	}
 	tpl.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "RulesMaterialized", ObservedGeneration: 1}}
+	return tpl
+}
+
+// drainTemplate is drain-node's shape: cluster scope, the node and two auxiliary rules.
+func drainTemplate() *v1alpha1.ActionTemplate {
+	tpl := readyTemplate("drain", `{"type":"object"}`)
+	tpl.Spec.TargetKinds = []string{"Node", "Widget"}
+	tpl.Spec.RBAC = v1alpha1.ActionRBAC{Scope: v1alpha1.RBACScopeCluster, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/eviction"}, Verbs: []string{"create"}},
+	}}
 	return tpl
 }
 
@@ -92,10 +109,28 @@ func execution(params string, mutate ...func(*v1alpha1.KubernetesExecution)) *v1
 			Target: v1alpha1.TargetSpec{Namespace: "prod", ResourceKind: "Deployment", ResourceName: "web"},
 		}},
 	}
+	admitted(obj, "alice")
 	for _, m := range mutate {
 		m(obj)
 	}
 	return obj
+}
+
+// admitted records what the defaulting webhook records for user (see requestContext) and the
+// execution's template as readyTemplate builds it.
+func admitted(obj *v1alpha1.KubernetesExecution, user string) {
+	obj.Spec.Admission = &v1alpha1.AdmissionRecord{
+		Requester:   v1alpha1.UserInfo{Username: user, Groups: []string{"team"}},
+		TemplateUID: types.UID("uid-" + obj.Spec.Action.Type), TemplateGeneration: 1,
+	}
+}
+
+// onNode targets node n1 with the drain template.
+func onNode(o *v1alpha1.KubernetesExecution) {
+	o.Spec.Action.Type = "drain"
+	o.Spec.Action.Parameters = nil
+	o.Spec.Action.Target = v1alpha1.TargetSpec{ResourceKind: "Node", ResourceName: "n1"}
+	admitted(o, "alice")
 }
 
 // causes returns "field: type" for each cause of an Invalid error, sorted.
@@ -125,21 +160,20 @@ func requestContext(user string) context.Context {
 func TestKubernetesExecutionValidator(t *testing.T) {
 	notReady := readyTemplate("stale", scaleSchema)
 	notReady.Status.Conditions[0].Status = metav1.ConditionFalse
-	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(readyTemplate("scale", scaleSchema), notReady).Build()
+	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(readyTemplate("scale", scaleSchema), notReady, drainTemplate()).Build()
 	allPerms := map[string]bool{"get deployments": true, "patch deployments": true, "get deployments/scale": true, "patch deployments/scale": true}
+	nodeAdmin := map[string]bool{"get nodes": true, "patch nodes": true, "list pods": true, "create pods/eviction": true}
 
 	tests := []struct {
-		name     string
-		obj      *v1alpha1.KubernetesExecution
-		allowed  map[string]bool
-		check    RequesterCheck
-		want     []string
-		warnings int
+		name    string
+		obj     *v1alpha1.KubernetesExecution
+		allowed map[string]bool
+		want    []string
 	}{
 		{name: "valid", obj: execution(`{"replicas":3}`), allowed: allPerms},
 		{name: "unknown action", obj: execution(`{}`, func(o *v1alpha1.KubernetesExecution) { o.Spec.Action.Type = "nope" }),
 			want: []string{"spec.action.type: FieldValueNotFound"}},
-		{name: "template not ready", obj: execution(`{"replicas":3}`, func(o *v1alpha1.KubernetesExecution) { o.Spec.Action.Type = "stale" }),
+		{name: "template not ready", obj: execution(`{"replicas":3}`, func(o *v1alpha1.KubernetesExecution) { o.Spec.Action.Type = "stale"; admitted(o, "alice") }),
 			allowed: allPerms, want: []string{"spec.action.type: FieldValueInvalid"}},
 		{name: "schema errors all at once", obj: execution(`{"replicas":-1,"extra":1}`), allowed: allPerms,
 			want: []string{"spec.action.parameters.extra: FieldValueForbidden", "spec.action.parameters.replicas: FieldValueInvalid"}},
@@ -152,22 +186,50 @@ func TestKubernetesExecutionValidator(t *testing.T) {
 		{name: "requester lacks patch", obj: execution(`{"replicas":1}`),
 			allowed: map[string]bool{"get deployments": true, "get deployments/scale": true},
 			want:    []string{"spec.action.target: FieldValueForbidden"}},
-		{name: "requester lacks patch, warn only", obj: execution(`{"replicas":1}`), check: RequesterCheckWarn,
-			allowed: map[string]bool{"get deployments": true}, warnings: 1},
+		{name: "node action as a node admin", obj: execution(``, onNode), allowed: nodeAdmin},
+		{name: "namespace admin asks for a node action, naming their namespace", obj: execution(``, onNode, func(o *v1alpha1.KubernetesExecution) {
+			o.Spec.Action.Target.Namespace = "prod"
+		}), allowed: map[string]bool{"get nodes in prod": true, "patch nodes in prod": true, "list pods in prod": true, "create pods/eviction in prod": true},
+			want: []string{"spec.action.target.namespace: FieldValueInvalid"}},
+		{name: "namespace admin asks for a node action", obj: execution(``, onNode),
+			allowed: map[string]bool{"get nodes in prod": true, "patch nodes in prod": true, "list pods in prod": true, "create pods/eviction in prod": true},
+			want:    []string{"spec.action.target: FieldValueForbidden"}},
+		{name: "node patcher who may not list or evict pods", obj: execution(``, onNode),
+			allowed: map[string]bool{"get nodes": true, "patch nodes": true},
+			want:    []string{"spec.action.target: FieldValueForbidden"}},
+		{name: "a kind the API server does not serve", obj: execution(``, onNode, func(o *v1alpha1.KubernetesExecution) {
+			o.Spec.Action.Target.ResourceKind = "Widget"
+		}), allowed: nodeAdmin, want: []string{"spec.action.target.resourceKind: FieldValueInvalid"}},
+		{name: "no admission record", obj: execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) { o.Spec.Admission = nil }),
+			allowed: allPerms, want: []string{"spec.admission: FieldValueRequired"}},
+		{name: "admission record of another user", obj: execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) { admitted(o, "root") }),
+			allowed: allPerms, want: []string{"spec.admission.requester: FieldValueForbidden"}},
+		{name: "template changed during admission", obj: execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) { o.Spec.Admission.TemplateGeneration = 2 }),
+			allowed: allPerms, want: []string{"spec.admission.templateGeneration: FieldValueInvalid"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rev := &reviewer{allowed: tt.allowed}
-			v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev,
-				Validator: &validation.Validator{}, RequesterCheck: tt.check}
-			warnings, err := v.ValidateCreate(requestContext("alice"), tt.obj)
+			v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev, Validator: &validation.Validator{}}
+			_, err := v.ValidateCreate(requestContext("alice"), tt.obj)
 			if got := causes(t, err); !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("causes %v, want %v (%v)", got, tt.want, err)
 			}
-			if len(warnings) != tt.warnings {
-				t.Fatalf("warnings %v, want %d", warnings, tt.warnings)
-			}
 		})
+	}
+
+	// A node action is checked cluster-wide, every rule of its grant, naming what is missing.
+	rev := &reviewer{allowed: map[string]bool{"get nodes": true, "patch nodes": true}}
+	v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev, Validator: &validation.Validator{}}
+	_, err := v.ValidateCreate(requestContext("alice"), execution(``, onNode))
+	if err == nil || !strings.Contains(err.Error(), `alice may not create pods/eviction (cluster-wide), list pods (cluster-wide), which action "drain" would be granted on Node n1`) {
+		t.Fatalf("the rejection does not name the missing auxiliary permissions: %v", err)
+	}
+	wantAsked := []string{
+		"create pods/eviction  as alice in  named ", "get nodes  as alice in  named n1", "list pods  as alice in  named ", "patch nodes  as alice in  named n1",
+	}
+	if !reflect.DeepEqual(rev.asked, wantAsked) {
+		t.Fatalf("asked %q, want %q", rev.asked, wantAsked)
 	}
 
 	// Every cause of a rejection is counted by its type.
@@ -181,14 +243,14 @@ func TestKubernetesExecutionValidator(t *testing.T) {
 	}
 
 	// The requester check asks about exactly the target, as the requester.
-	rev := &reviewer{allowed: allPerms}
-	v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev, Validator: &validation.Validator{}}
+	rev = &reviewer{allowed: allPerms}
+	v = &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev, Validator: &validation.Validator{}}
 	if _, err := v.ValidateCreate(requestContext("alice"), execution(`{"replicas":1}`)); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
-		"get deployments apps as alice in prod named web", "patch deployments apps as alice in prod named web",
-		"get deployments/scale apps as alice in prod named web", "patch deployments/scale apps as alice in prod named web",
+		"get deployments apps as alice in prod named web", "get deployments/scale apps as alice in prod named web",
+		"patch deployments apps as alice in prod named web", "patch deployments/scale apps as alice in prod named web",
 	}
 	if !reflect.DeepEqual(rev.asked, want) {
 		t.Fatalf("asked %v, want %v", rev.asked, want)
@@ -296,5 +358,45 @@ func BenchmarkAdmissionReview(b *testing.B) {
 			b.Fatalf("denied: %v", resp.Result)
 		}
 		v.Reviewer.(*reviewer).asked = v.Reviewer.(*reviewer).asked[:0]
+	}
+}
+
+func TestKubernetesExecutionDefaulter(t *testing.T) {
+	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(readyTemplate("scale", scaleSchema)).Build()
+	d := &KubernetesExecutionDefaulter{Reader: reader}
+	user := authenticationv1.UserInfo{Username: "alice", UID: "42", Groups: []string{"team", "system:authenticated"},
+		Extra: map[string]authenticationv1.ExtraValue{"scopes": {"a"}}}
+
+	// A create records the requesting user and the template, whatever the client sent.
+	forged := execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) { admitted(o, "root") })
+	ctx := admission.NewContextWithRequest(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		Operation: admissionv1.Create, UserInfo: user,
+	}})
+	if err := d.Default(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	want := &v1alpha1.AdmissionRecord{
+		Requester:   v1alpha1.UserInfo{Username: "alice", UID: "42", Groups: []string{"team", "system:authenticated"}, Extra: map[string]v1alpha1.ExtraValue{"scopes": {"a"}}},
+		TemplateUID: "uid-scale", TemplateGeneration: 1,
+	}
+	if !reflect.DeepEqual(forged.Spec.Admission, want) {
+		t.Fatalf("recorded %+v, want %+v", forged.Spec.Admission, want)
+	}
+
+	// An update keeps the stored record: a client can neither change nor drop it.
+	stored := forged.DeepCopy()
+	raw, _ := json.Marshal(stored)
+	for _, sent := range []*v1alpha1.AdmissionRecord{nil, {Requester: v1alpha1.UserInfo{Username: "root"}}} {
+		obj := stored.DeepCopy()
+		obj.Spec.Admission = sent
+		ctx := admission.NewContextWithRequest(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			Operation: admissionv1.Update, UserInfo: authenticationv1.UserInfo{Username: "root"}, OldObject: runtime.RawExtension{Raw: raw},
+		}})
+		if err := d.Default(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(obj.Spec.Admission, want) {
+			t.Fatalf("an update sending %+v left %+v, want the stored %+v", sent, obj.Spec.Admission, want)
+		}
 	}
 }

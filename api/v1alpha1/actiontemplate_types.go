@@ -23,7 +23,8 @@ type ActionTemplateSpec struct {
 	Image string `json:"image"`
 
 	// command overrides the image's entrypoint. Each item is a Go template rendered with
-	// .Parameters, .Target, .Execution and .DryRun and sprig's hermetic functions; each rendered
+	// .Parameters, .Target, .Execution and .DryRun and an allowlist of functions, with caps on
+	// iterations, size and time (see docs/template-functions.md); each rendered
 	// item is one argv entry, never passed through a shell.
 	// +optional
 	// +listType=atomic

@@ -46,6 +46,18 @@ const (
 	ReasonTemplateNotReady = "TemplateNotReady"
 	// ReasonGrantRefused: the API server refused the execution's RBAC grant.
 	ReasonGrantRefused = "GrantRefused"
+	// ReasonRequesterForbidden: the requester recorded at admission no longer holds every
+	// permission the action would be granted; the message names what is missing.
+	ReasonRequesterForbidden = "RequesterForbidden"
+	// ReasonRequesterNotRecorded: the execution carries no admission record, so it was not
+	// admitted by the executor's webhook and nobody's rights bound it. It never runs.
+	ReasonRequesterNotRecorded = "RequesterNotRecorded"
+	// ReasonTemplateChanged: the ActionTemplate was edited, replaced or deleted after the
+	// execution was admitted; no further attempt starts.
+	ReasonTemplateChanged = "TemplateChanged"
+	// ReasonPodDisrupted: the attempt's pod was evicted, preempted or lost with its node, and the
+	// action is not idempotent, so the Job controller did not run it again.
+	ReasonPodDisrupted = "PodDisrupted"
 )
 
 // Reasons used by ActionTemplate conditions.

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // ExecutionPhase is where an execution is in its life.
@@ -67,7 +68,67 @@ type KubernetesExecutionSpec struct {
 	// (DRY_RUN=true in its environment; the project's actions use server-side dry run).
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+
+	// admission is what the executor recorded when it admitted the execution: who asked for it
+	// and which generation of its ActionTemplate was checked. The executor's admission webhook
+	// sets it (a value sent by the client is replaced, as the API server does for a
+	// CertificateSigningRequest's username); an admission policy in the API server rejects a
+	// create whose record is not the creating user's own identity, and the spec is immutable.
+	// The executor never acts with more than this user's rights, checked again before every
+	// attempt.
+	// +optional
+	Admission *AdmissionRecord `json:"admission,omitempty"`
 }
+
+// AdmissionRecord is what the executor recorded when it admitted an execution.
+type AdmissionRecord struct {
+	// requester is the user who created the execution, as the API server authenticated them
+	// (with impersonation, the impersonated user).
+	// +required
+	Requester UserInfo `json:"requester"`
+
+	// templateUID is the UID of the ActionTemplate that was checked.
+	// +optional
+	TemplateUID types.UID `json:"templateUID,omitempty"`
+
+	// templateGeneration is the generation of the ActionTemplate that was checked. An attempt
+	// never starts once the template has changed (reason TemplateChanged).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	TemplateGeneration int64 `json:"templateGeneration,omitempty"`
+}
+
+// UserInfo is an authenticated user, as SubjectAccessReviews ask about them.
+type UserInfo struct {
+	// username is the user's name, for example jane or system:serviceaccount:ns:name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Username string `json:"username"`
+
+	// uid identifies the user across name changes, when the authenticator gives one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	UID string `json:"uid,omitempty"`
+
+	// groups the user belongs to.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=1024
+	// +kubebuilder:validation:items:MaxLength=1024
+	Groups []string `json:"groups,omitempty"`
+
+	// extra holds the authenticator's additional attributes (for example scopes), which
+	// authorizers may consult.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	Extra map[string]ExtraValue `json:"extra,omitempty"`
+}
+
+// ExtraValue is one attribute of UserInfo.extra.
+// +listType=atomic
+// +kubebuilder:validation:MaxItems=64
+type ExtraValue []string
 
 // WorkflowExecutionReference names the WorkflowExecution that requested an execution.
 type WorkflowExecutionReference struct {
@@ -251,6 +312,7 @@ type ExecutionResult struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Target-NS",type=string,JSONPath=`.spec.action.target.namespace`,priority=1
 // +kubebuilder:printcolumn:name="Success",type=boolean,JSONPath=`.status.result.success`,priority=1
+// +kubebuilder:printcolumn:name="Requester",type=string,JSONPath=`.spec.admission.requester.username`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 type KubernetesExecution struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	rbacvalidation "k8s.io/component-helpers/auth/rbac/validation"
 )
@@ -100,6 +98,10 @@ type Target struct {
 	Resource string
 	// Name is the target's name.
 	Name string
+	// Namespace is the target's namespace, "" for a cluster-scoped kind.
+	Namespace string
+	// ClusterScoped is true for kinds such as Node that live in no namespace.
+	ClusterScoped bool
 }
 
 // Narrow returns rules with every permission on the target's own resource restricted to the
@@ -158,65 +160,4 @@ func Narrow(rules []rbacv1.PolicyRule, t Target) []rbacv1.PolicyRule {
 		}
 	}
 	return out
-}
-
-// TargetOf finds the resource of the target's kind in one of the API groups the rules name,
-// through the API server's discovery (mapper).
-func TargetOf(mapper meta.RESTMapper, rules []rbacv1.PolicyRule, kind string) (Target, bool) {
-	seen := map[string]bool{}
-	for _, rule := range rules {
-		for _, g := range rule.APIGroups {
-			if seen[g] {
-				continue
-			}
-			seen[g] = true
-			if m, err := mapper.RESTMapping(schema.GroupKind{Group: g, Kind: kind}); err == nil {
-				return Target{Group: g, Resource: m.Resource.Resource}, true
-			}
-		}
-	}
-	return Target{}, false
-}
-
-// Permission is one verb on one resource or subresource, as a SubjectAccessReview asks it.
-type Permission struct {
-	Verb, Group, Resource, Subresource string
-}
-
-// TargetPermissions lists what the rules let the action do on the target itself: every verb
-// on the target's resource and its subresources.
-func TargetPermissions(rules []rbacv1.PolicyRule, t Target) []Permission {
-	var out []Permission
-	seen := map[Permission]bool{}
-	for _, r := range rules {
-		if !slices.Contains(r.APIGroups, t.Group) {
-			continue
-		}
-		for _, res := range r.Resources {
-			base, sub, _ := strings.Cut(res, "/")
-			if base != t.Resource {
-				continue
-			}
-			for _, v := range r.Verbs {
-				p := Permission{Verb: v, Group: t.Group, Resource: base, Subresource: sub}
-				if !seen[p] {
-					seen[p] = true
-					out = append(out, p)
-				}
-			}
-		}
-	}
-	return out
-}
-
-// String renders a permission as kubectl auth can-i reads it: "patch deployments.apps/scale".
-func (p Permission) String() string {
-	s := p.Verb + " " + p.Resource
-	if p.Group != "" {
-		s += "." + p.Group
-	}
-	if p.Subresource != "" {
-		s += "/" + p.Subresource
-	}
-	return s
 }

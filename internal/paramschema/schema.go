@@ -6,6 +6,8 @@ package paramschema
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,12 +23,99 @@ const MaxParametersBytes = 32 * 1024
 // Path is where parameters live in a KubernetesExecution.
 var Path = field.NewPath("spec", "action", "parameters")
 
-// Compile compiles a JSON Schema. An empty schema accepts any object.
+// Compile compiles a JSON Schema. An empty schema accepts any object. Only references within
+// the schema resolve: the compiler reads neither the network nor files, whatever the schema
+// says (CheckRefs tells a template's author why).
 func Compile(raw []byte) (*gojsonschema.Schema, error) {
 	if len(raw) == 0 {
 		raw = []byte(`{"type":"object"}`)
 	}
-	return gojsonschema.NewSchema(gojsonschema.NewBytesLoader(raw))
+	// The default, but it matters: validating a schema against its $schema would load it.
+	loader := gojsonschema.NewSchemaLoader()
+	loader.Validate = false
+	return loader.Compile(localLoader{gojsonschema.NewBytesLoader(raw)})
+}
+
+// localLoader loads the schema itself; its factory, which gojsonschema asks for every
+// reference outside the schema, refuses them all.
+type localLoader struct {
+	gojsonschema.JSONLoader
+}
+
+// LoaderFactory returns the factory gojsonschema uses for references outside the schema.
+func (localLoader) LoaderFactory() gojsonschema.JSONLoaderFactory { return refusingFactory{} }
+
+// refusingFactory makes loaders that load nothing.
+type refusingFactory struct{}
+
+// New returns a loader for source that fails when asked to load it.
+func (refusingFactory) New(source string) gojsonschema.JSONLoader {
+	// The reference loader parses source as a reference; it is never asked to load it.
+	return refusedLoader{JSONLoader: gojsonschema.NewReferenceLoader(source), source: source}
+}
+
+// refusedLoader is a reference that is never loaded.
+type refusedLoader struct {
+	gojsonschema.JSONLoader
+	source string
+}
+
+// LoadJSON refuses to load the reference.
+func (l refusedLoader) LoadJSON() (any, error) {
+	return nil, fmt.Errorf("reference %q is not allowed: only local references (#/...) are", l.source)
+}
+
+// LoaderFactory returns the refusing factory again.
+func (refusedLoader) LoaderFactory() gojsonschema.JSONLoaderFactory { return refusingFactory{} }
+
+// CheckRefs returns an error at each $ref of the raw JSON Schema that is not local (does not
+// start with #), and at each $id or id that is not a plain fragment: a schema may not make the
+// compiler fetch anything, nor set a base URI that local references would resolve against.
+// path is where the schema lives, for example spec.parameters. A schema that is not JSON gets
+// no error here; Compile reports it.
+func CheckRefs(raw []byte, path *field.Path) field.ErrorList {
+	var doc any
+	if len(raw) == 0 || json.Unmarshal(raw, &doc) != nil {
+		return nil
+	}
+	var errs field.ErrorList
+	checkRefs(doc, path, &errs)
+	return errs
+}
+
+// checkRefs walks one schema (or a list of them) at path.
+func checkRefs(node any, path *field.Path, errs *field.ErrorList) {
+	switch n := node.(type) {
+	case []any:
+		for i, v := range n {
+			checkRefs(v, path.Index(i), errs)
+		}
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(n)) {
+			v := n[k]
+			switch k {
+			case "$ref":
+				if s, ok := v.(string); ok && !strings.HasPrefix(s, "#") {
+					*errs = append(*errs, field.Forbidden(path.Child(k), "only local references (#/...) are allowed"))
+				}
+			case "$id", "id":
+				if s, ok := v.(string); ok && !strings.HasPrefix(s, "#") {
+					*errs = append(*errs, field.Forbidden(path.Child(k), "only a plain fragment (#name) is allowed"))
+				}
+			case "const", "enum", "default", "examples":
+				// Values, not schemas.
+			case "properties", "patternProperties", "dependencies", "definitions", "$defs":
+				// Maps from names, which may be anything ($ref, id...), to schemas.
+				if m, ok := v.(map[string]any); ok {
+					for _, name := range slices.Sorted(maps.Keys(m)) {
+						checkRefs(m[name], path.Child(k, name), errs)
+					}
+				}
+			default:
+				checkRefs(v, path.Child(k), errs)
+			}
+		}
+	}
 }
 
 // Cache holds compiled schemas by template UID and generation.

@@ -1,8 +1,15 @@
 package paramschema
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 const testSchema = `{
@@ -98,4 +105,101 @@ func FuzzValidate(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCheckRefs(t *testing.T) {
+	path := field.NewPath("spec", "parameters")
+	tests := []struct {
+		name   string
+		schema string
+		want   []string
+	}{
+		{"no references", testSchema, nil},
+		{"empty", ``, nil},
+		{"local references", `{"definitions":{"n":{"type":"integer"}},"properties":{"x":{"$ref":"#/definitions/n"},"y":{"$ref":"#"}},"$id":"#root"}`, nil},
+		{"remote reference", `{"properties":{"x":{"$ref":"http://example.com/s.json"}}}`,
+			[]string{"spec.parameters.properties.x.$ref: Forbidden: only local references (#/...) are allowed"}},
+		{"https, file and relative references", `{"items":[{"$ref":"https://example.com/s.json#/a"},{"$ref":"file:///etc/passwd"}],"not":{"$ref":"other.json"}}`, []string{
+			"spec.parameters.items[0].$ref: Forbidden: only local references (#/...) are allowed",
+			"spec.parameters.items[1].$ref: Forbidden: only local references (#/...) are allowed",
+			"spec.parameters.not.$ref: Forbidden: only local references (#/...) are allowed",
+		}},
+		{"base URIs", `{"$id":"http://example.com/root.json","definitions":{"a":{"id":"file:///tmp/"}}}`, []string{
+			"spec.parameters.$id: Forbidden: only a plain fragment (#name) is allowed",
+			"spec.parameters.definitions.a.id: Forbidden: only a plain fragment (#name) is allowed",
+		}},
+		{"property names are not keywords", `{"properties":{"$ref":{"type":"string"},"id":{"type":"string","default":{"$ref":"http://x"}}},"enum":[{"$ref":"http://x"}]}`, nil},
+		{"deep in combinators", `{"allOf":[{"anyOf":[{"properties":{"a":{"items":{"$ref":"//host/x"}}}}]}]}`,
+			[]string{"spec.parameters.allOf[0].anyOf[0].properties.a.items.$ref: Forbidden"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := CheckRefs([]byte(tt.schema), path)
+			if len(errs) != len(tt.want) {
+				t.Fatalf("got %d errors, want %d: %v", len(errs), len(tt.want), errs)
+			}
+			for i, want := range tt.want {
+				if !strings.HasPrefix(errs[i].Error(), want) {
+					t.Errorf("error %d = %q, want one starting with %q", i, errs[i].Error(), want)
+				}
+			}
+		})
+	}
+}
+
+func TestCompileLoadsNothing(t *testing.T) {
+	var requests atomic.Int32
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		_, _ = w.Write([]byte(`{"type":"string"}`))
+	}))
+	defer server.Close()
+	secret := filepath.Join(t.TempDir(), "secret.json")
+	if err := os.WriteFile(secret, []byte(`{"type":"string","description":"top secret"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, ref := range map[string]string{
+		"http":           server.URL + "/schema.json",
+		"http, fragment": server.URL + "/schema.json#/definitions/a",
+		"file":           "file://" + filepath.ToSlash(secret),
+		"metaschema":     "http://json-schema.org/draft-07/schema#",
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := Compile([]byte(`{"type":"object","properties":{"x":{"$ref":"` + ref + `"}}}`))
+			if err == nil {
+				t.Fatalf("compiled with %s", ref)
+			}
+			if !strings.Contains(err.Error(), "only local references") || strings.Contains(err.Error(), "top secret") {
+				t.Fatalf("error %v", err)
+			}
+			if s != nil {
+				t.Fatal("a schema came back with the error")
+			}
+		})
+	}
+	// A base URI makes no reference remote either.
+	if _, err := Compile([]byte(`{"$id":"` + server.URL + `/root.json","properties":{"x":{"$ref":"other.json"}}}`)); err == nil {
+		t.Fatal("compiled a reference relative to a remote base")
+	}
+	if n := requests.Load(); n != 0 {
+		t.Fatalf("the server got %d requests", n)
+	}
+}
+
+func TestCompileLocalRefs(t *testing.T) {
+	schema, err := Compile([]byte(`{"type":"object","definitions":{"count":{"type":"integer","minimum":0}},
+		"properties":{"replicas":{"$ref":"#/definitions/count"},"self":{"$ref":"#"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := Validate(schema, []byte(`{"replicas":2,"self":{"replicas":1}}`)); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if errs := Validate(schema, []byte(`{"replicas":-1}`)); len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "spec.action.parameters.replicas: Invalid value: -1") {
+		t.Fatalf("errors %v", errs)
+	}
+	if errs := Validate(schema, []byte(`{"self":{"replicas":"x"}}`)); len(errs) != 1 {
+		t.Fatalf("errors %v", errs)
+	}
 }

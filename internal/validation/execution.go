@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/internal/paramschema"
+	"github.com/kubernaut/kubernaut-executor/internal/render"
 )
 
 // Fallbacks for templates whose defaulted fields are unset (objects built in Go, not through
@@ -32,7 +33,8 @@ type Validator struct {
 	Schemas paramschema.Cache
 }
 
-// Execution returns every way obj does not fit tpl: target, timeout, retries and parameters.
+// Execution returns every way obj does not fit tpl: target, timeout, retries and parameters,
+// and, when the parameters fit the schema, whether tpl renders with them.
 func (v *Validator) Execution(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) field.ErrorList {
 	var errs field.ErrorList
 	spec := &obj.Spec
@@ -44,10 +46,8 @@ func (v *Validator) Execution(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.A
 	if target.ResourceName == "" {
 		errs = append(errs, field.Required(targetPath.Child("resourceName"), "the action needs an object to act on"))
 	}
-	if tpl.Spec.RBAC.Scope != v1alpha1.RBACScopeCluster && target.Namespace == "" {
-		errs = append(errs, field.Required(targetPath.Child("namespace"),
-			fmt.Sprintf("action %q acts on namespaced objects", tpl.Name)))
-	}
+	// Whether the target needs a namespace depends on its kind's scope, which only the API
+	// server's discovery knows: grants.Compute checks it, at admission and at grant time.
 
 	if spec.Timeout != nil {
 		max := MaxTimeout(tpl)
@@ -70,6 +70,31 @@ func (v *Validator) Execution(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.A
 		return errs
 	}
 	return append(errs, paramschema.Validate(schema, RawParameters(obj))...)
+}
+
+// RenderErrors renders tpl's command, args and env with obj's parameters (defaults applied),
+// target and name, as the Job of its first attempt would be, and returns each failure under
+// spec.action.parameters: a template that renders with sample parameters may still fail, or
+// pass a limit, with these.
+func RenderErrors(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) field.ErrorList {
+	params, err := render.Parameters(RawParameters(obj), SchemaBytes(tpl))
+	if err != nil {
+		return field.ErrorList{field.Invalid(paramschema.Path, field.OmitValueType{}, err.Error())}
+	}
+	target := obj.Spec.Action.Target
+	data := &render.Data{
+		Parameters: params,
+		Target:     render.Target{Namespace: target.Namespace, Kind: target.ResourceKind, Name: target.ResourceName},
+		Execution:  render.Execution{Name: obj.Name, Namespace: obj.Namespace, Attempt: 1},
+		DryRun:     obj.Spec.DryRun,
+	}
+	_, renderErrs := render.Container(tpl.Spec.Command, tpl.Spec.Args, tpl.Spec.Env, data)
+	var errs field.ErrorList
+	for _, e := range renderErrs {
+		errs = append(errs, field.Invalid(paramschema.Path, field.OmitValueType{},
+			fmt.Sprintf("ActionTemplate %q does not render with these parameters: %s: %s", tpl.Name, e.Field, e.Detail)))
+	}
+	return errs
 }
 
 // SchemaBytes returns a template's parameter schema as raw JSON, nil when unset.

@@ -17,14 +17,17 @@ import (
 var specPath = field.NewPath("spec")
 
 // Template returns every way tpl cannot work, short of the RBAC ceiling (which needs the
-// cluster): its parameter schema compiles; its command, args and env parse and render with
-// values the schema allows (defaults, else examples, else a value of the property's type),
-// using only sprig's hermetic functions; its env does not override the executor's variables;
-// its rules name what they grant; its timeouts are ordered.
+// cluster): its parameter schema uses only local references and compiles; its command, args
+// and env parse and render with values the schema allows (defaults, else examples, else a
+// value of the property's type), using only the functions and within the limits of package
+// render; its env does not override the executor's variables; its rules name what they grant;
+// its timeouts are ordered.
 func Template(tpl *v1alpha1.ActionTemplate) field.ErrorList {
 	var errs field.ErrorList
 	raw := SchemaBytes(tpl)
-	if _, err := paramschema.Compile(raw); err != nil {
+	if refErrs := paramschema.CheckRefs(raw, specPath.Child("parameters")); len(refErrs) > 0 {
+		errs = append(errs, refErrs...)
+	} else if _, err := paramschema.Compile(raw); err != nil {
 		errs = append(errs, field.Invalid(specPath.Child("parameters"), "", "the JSON Schema does not compile: "+err.Error()))
 	} else {
 		errs = append(errs, renderErrors(tpl, SampleParameters(raw))...)
@@ -43,29 +46,14 @@ func Template(tpl *v1alpha1.ActionTemplate) field.ErrorList {
 	return errs
 }
 
-// renderErrors renders every templated string with sample parameters.
+// renderErrors renders the template's command, args and env with sample parameters.
 func renderErrors(tpl *v1alpha1.ActionTemplate, params map[string]any) field.ErrorList {
 	data := &render.Data{
 		Parameters: params,
 		Target:     render.Target{Namespace: "sample-namespace", Kind: first(tpl.Spec.TargetKinds), Name: "sample-name"},
 		Execution:  render.Execution{Name: "sample-execution", Namespace: "sample-namespace", Attempt: 1},
 	}
-	var errs field.ErrorList
-	for _, list := range []struct {
-		name  string
-		items []string
-	}{{"command", tpl.Spec.Command}, {"args", tpl.Spec.Args}} {
-		for i, item := range list.items {
-			if _, err := render.String(list.name, item, data); err != nil {
-				errs = append(errs, field.Invalid(specPath.Child(list.name).Index(i), item, err.Error()))
-			}
-		}
-	}
-	for i, e := range tpl.Spec.Env {
-		if _, err := render.String("env", e.Value, data); err != nil {
-			errs = append(errs, field.Invalid(specPath.Child("env").Index(i).Child("value"), e.Value, err.Error()))
-		}
-	}
+	_, errs := render.Container(tpl.Spec.Command, tpl.Spec.Args, tpl.Spec.Env, data)
 	return errs
 }
 

@@ -17,6 +17,8 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -27,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/controllers"
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 )
 
@@ -65,19 +68,34 @@ func render(t *testing.T, valuesFile string, extra map[string]any) (map[string][
 		return nil, err
 	}
 	objs := map[string][]*unstructured.Unstructured{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewBufferString(rel.Manifest), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
+	manifests := []string{rel.Manifest}
+	for _, h := range rel.Hooks {
+		manifests = append(manifests, h.Manifest)
+	}
+	for _, m := range manifests {
+		for _, u := range decode(t, m) {
 			objs[u.GetKind()] = append(objs[u.GetKind()], u)
 		}
 	}
 	return objs, nil
+}
+
+// decode returns the objects of a multi-document YAML stream.
+func decode(t *testing.T, manifest string) []*unstructured.Unstructured {
+	t.Helper()
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewBufferString(manifest), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err == io.EOF {
+			return out
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
 }
 
 func mustRender(t *testing.T, valuesFile string) map[string][]*unstructured.Unstructured {
@@ -98,7 +116,19 @@ func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
 	return out
 }
 
-// predefinedFragments returns the fragments that carry a predefined action, by action name.
+// predefinedConfigMaps returns the ConfigMaps that hold a predefined action's template, by
+// action name.
+func predefinedConfigMaps(t *testing.T, objs map[string][]*unstructured.Unstructured) map[string]*corev1.ConfigMap {
+	out := map[string]*corev1.ConfigMap{}
+	for _, u := range objs["ConfigMap"] {
+		if name := u.GetLabels()[controllers.LabelPredefinedAction]; name != "" {
+			out[name] = convert[corev1.ConfigMap](t, u)
+		}
+	}
+	return out
+}
+
+// predefinedFragments returns the ceiling fragments of the predefined actions, by action name.
 func predefinedFragments(t *testing.T, objs map[string][]*unstructured.Unstructured) map[string]*rbacv1.ClusterRole {
 	out := map[string]*rbacv1.ClusterRole{}
 	for _, u := range objs["ClusterRole"] {
@@ -130,28 +160,137 @@ func shippedTemplates(t *testing.T) map[string]*v1alpha1.ActionTemplate {
 }
 
 // TestPredefinedTemplatesDoNotDrift fails when what the chart installs for an action differs from
-// its template in templates/: the template the manager will create, and the fragment's rules.
+// its template in templates/: the template the manager will create from the action's ConfigMap,
+// and the fragment's rules. The fragments carry no template.
 func TestPredefinedTemplatesDoNotDrift(t *testing.T) {
-	fragments := predefinedFragments(t, mustRender(t, "default-values.yaml"))
+	objs := mustRender(t, "default-values.yaml")
+	fragments, configMaps := predefinedFragments(t, objs), predefinedConfigMaps(t, objs)
 	shipped := shippedTemplates(t)
-	if len(fragments) != len(shipped) {
-		t.Fatalf("the chart installs %d actions by default, templates/ has %d", len(fragments), len(shipped))
+	if len(fragments) != len(shipped) || len(configMaps) != len(shipped) {
+		t.Fatalf("the chart installs %d fragments and %d ConfigMaps by default, templates/ has %d", len(fragments), len(configMaps), len(shipped))
 	}
 	for name, want := range shipped {
-		fragment, ok := fragments[name]
-		if !ok {
+		fragment, cm := fragments[name], configMaps[name]
+		if fragment == nil || cm == nil {
 			t.Fatalf("the chart does not install %s", name)
 		}
-		got := &v1alpha1.ActionTemplate{}
-		if err := yaml.UnmarshalStrict([]byte(fragment.Annotations["kubernaut.io/action-template"]), got); err != nil {
+		if cm.Namespace != "kubernaut-system" || cm.Name != "kx-kubernaut-executor-action-"+name {
+			t.Errorf("%s: ConfigMap %s/%s, want kubernaut-system/kx-kubernaut-executor-action-%s", name, cm.Namespace, cm.Name, name)
+		}
+		if cm.Labels["app.kubernetes.io/instance"] != "kx" || cm.Labels["app.kubernetes.io/part-of"] != "kubernaut-executor" {
+			t.Errorf("%s: ConfigMap labels %v lack the chart's", name, cm.Labels)
+		}
+		raw := &v1alpha1.ActionTemplate{}
+		if err := yaml.UnmarshalStrict([]byte(cm.Data[controllers.PredefinedTemplateKey]), raw); err != nil {
 			t.Fatal(err)
 		}
-		if !equality.Semantic.DeepEqual(got, want) {
+		if !equality.Semantic.DeepEqual(raw, want) {
 			t.Errorf("%s: the chart's template differs from templates/%s.yaml", name, name)
+		}
+		// What the manager makes of it: the same template, marked as created from the ConfigMap.
+		got, err := controllers.PredefinedTemplate(cm)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.Name != name || !equality.Semantic.DeepEqual(got.Spec, want.Spec) ||
+			got.Labels[controllers.LabelPredefinedAction] != name ||
+			got.Annotations[controllers.AnnotationPredefinedSource] != "kubernaut-system/kx-kubernaut-executor-action-"+name {
+			t.Errorf("%s: the manager would install %+v", name, got.ObjectMeta)
+		}
+		if len(fragment.Annotations) != 0 {
+			t.Errorf("%s: the ceiling fragment carries annotations %v", name, fragment.Annotations)
 		}
 		if !equality.Semantic.DeepEqual(fragment.Rules, want.Spec.RBAC.Rules) {
 			t.Errorf("%s: ceiling fragment rules %v differ from the template's %v", name, fragment.Rules, want.Spec.RBAC.Rules)
 		}
+	}
+}
+
+// generatedManagerRules returns the rules of the manager's ClusterRole and of its Role, as
+// controller-gen writes them into config/rbac/role.yaml.
+func generatedManagerRules(t *testing.T) (cluster, namespaced []rbacv1.PolicyRule) {
+	raw, err := os.ReadFile(filepath.Join(e2eutil.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range decode(t, string(raw)) {
+		switch u.GetKind() {
+		case "ClusterRole":
+			cluster = convert[rbacv1.ClusterRole](t, u).Rules
+		case "Role":
+			if u.GetNamespace() != "kubernaut-system" {
+				t.Errorf("generated Role in namespace %q", u.GetNamespace())
+			}
+			namespaced = convert[rbacv1.Role](t, u).Rules
+		}
+	}
+	if cluster == nil || namespaced == nil {
+		t.Fatal("config/rbac/role.yaml lacks the manager's ClusterRole or Role")
+	}
+	return cluster, namespaced
+}
+
+// find returns the object of that kind and name.
+func find(t *testing.T, objs map[string][]*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	t.Helper()
+	for _, u := range objs[kind] {
+		if u.GetName() == name {
+			return u
+		}
+	}
+	t.Fatalf("no %s %s", kind, name)
+	return nil
+}
+
+// TestManagerRBAC checks the manager's roles: the generated ClusterRole, which reads no
+// ConfigMap, and a Role in the release's namespace with the generated Role's rules (reading the
+// predefined actions' ConfigMaps there) and, for the pre-delete hook, deleting exactly the
+// release's action ConfigMaps; and that the manager and the hook are told their namespace.
+func TestManagerRBAC(t *testing.T) {
+	wantCluster, wantRole := generatedManagerRules(t)
+	objs := mustRender(t, "default-values.yaml")
+
+	cr := convert[rbacv1.ClusterRole](t, find(t, objs, "ClusterRole", "kx-kubernaut-executor-manager"))
+	if !equality.Semantic.DeepEqual(cr.Rules, wantCluster) {
+		t.Errorf("the manager's ClusterRole differs from config/rbac/role.yaml: %v", cr.Rules)
+	}
+	for _, u := range objs["ClusterRole"] {
+		for _, r := range convert[rbacv1.ClusterRole](t, u).Rules {
+			if contains(r.Resources, "configmaps") {
+				t.Errorf("ClusterRole %s grants %v on ConfigMaps cluster-wide", u.GetName(), r.Verbs)
+			}
+		}
+	}
+
+	role := convert[rbacv1.Role](t, find(t, objs, "Role", "kx-kubernaut-executor-manager"))
+	if role.Namespace != "kubernaut-system" {
+		t.Errorf("the manager's Role is in %q", role.Namespace)
+	}
+	var names []string
+	for name := range shippedTemplates(t) {
+		names = append(names, "kx-kubernaut-executor-action-"+name)
+	}
+	sort.Strings(names)
+	want := append(append([]rbacv1.PolicyRule{}, wantRole...), rbacv1.PolicyRule{
+		APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: names, Verbs: []string{"delete"},
+	})
+	if !equality.Semantic.DeepEqual(role.Rules, want) {
+		t.Errorf("the manager's Role rules\n%v\nwant\n%v", role.Rules, want)
+	}
+	binding := convert[rbacv1.RoleBinding](t, find(t, objs, "RoleBinding", "kx-kubernaut-executor-manager"))
+	if binding.Namespace != "kubernaut-system" || binding.RoleRef.Kind != "Role" || binding.RoleRef.Name != role.Name ||
+		len(binding.Subjects) != 1 || binding.Subjects[0].Name != "kx-kubernaut-executor" || binding.Subjects[0].Namespace != "kubernaut-system" {
+		t.Errorf("RoleBinding %+v", binding)
+	}
+
+	d := convert[appsv1.Deployment](t, objs["Deployment"][0])
+	if !contains(d.Spec.Template.Spec.Containers[0].Args, "--namespace=kubernaut-system") {
+		t.Errorf("the manager is not told its namespace: %v", d.Spec.Template.Spec.Containers[0].Args)
+	}
+	hook := convert[batchv1.Job](t, find(t, objs, "Job", "kx-kubernaut-executor-cleanup"))
+	args := hook.Spec.Template.Spec.Containers[0].Args
+	if !contains(args, "--cleanup-ceiling-fragments=kx") || !contains(args, "--namespace=kubernaut-system") {
+		t.Errorf("pre-delete hook args %v", args)
 	}
 }
 
@@ -193,8 +332,8 @@ func TestDefaultValues(t *testing.T) {
 	if strings.Join(resources, ",") != "actiontemplates,kubernetesexecutions" {
 		t.Errorf("the webhooks match %v, want only the executor's two resources", resources)
 	}
-	if len(predefinedFragments(t, objs)) != 7 {
-		t.Errorf("%d predefined actions", len(predefinedFragments(t, objs)))
+	if len(predefinedFragments(t, objs)) != 7 || len(predefinedConfigMaps(t, objs)) != 7 {
+		t.Errorf("%d predefined fragments, %d ConfigMaps", len(predefinedFragments(t, objs)), len(predefinedConfigMaps(t, objs)))
 	}
 	// The manager's role holds no escalating verb and no wildcard.
 	for _, u := range objs["ClusterRole"] {
@@ -210,8 +349,15 @@ func TestDefaultValues(t *testing.T) {
 
 func TestEveryActionOff(t *testing.T) {
 	objs := mustRender(t, "no-actions-values.yaml")
-	if n := len(predefinedFragments(t, objs)); n != 0 {
-		t.Fatalf("%d predefined actions with every action off", n)
+	if n, m := len(predefinedFragments(t, objs)), len(predefinedConfigMaps(t, objs)); n != 0 || m != 0 {
+		t.Fatalf("%d predefined fragments and %d ConfigMaps with every action off", n, m)
+	}
+	// No action, no ConfigMap to delete: the hook's rule must not be left without names, which
+	// would grant deleting every ConfigMap of the namespace.
+	_, wantRole := generatedManagerRules(t)
+	role := convert[rbacv1.Role](t, find(t, objs, "Role", "kx-kubernaut-executor-manager"))
+	if !equality.Semantic.DeepEqual(role.Rules, wantRole) {
+		t.Errorf("the manager's Role with every action off: %v", role.Rules)
 	}
 	found := false
 	for _, u := range objs["ClusterRole"] {

@@ -55,13 +55,13 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	})
 	Expect(err).NotTo(HaveOccurred())
 
-	// Every shipped template passes the admission checks and becomes Ready.
-	out, err := e2eutil.Kubectl(cluster.Kubeconfig, "", "apply", "-f", filepath.Join(e2eutil.RepoRoot(), "templates"))
-	Expect(err).NotTo(HaveOccurred(), out)
+	// The manager installs every shipped template from its ConfigMap (config/predefined, as the
+	// chart does); each passes the admission checks and becomes Ready.
 	for _, name := range predefined {
 		Eventually(func(g Gomega) {
 			tpl := &v1alpha1.ActionTemplate{}
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, tpl)).To(Succeed())
+			g.Expect(tpl.Labels).To(HaveKeyWithValue(controllers.LabelPredefinedAction, name))
 			g.Expect(meta.IsStatusConditionTrue(tpl.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue(), "%s: %v", name, tpl.Status.Conditions)
 		}).Should(Succeed())
 	}

@@ -59,7 +59,16 @@ func StartClusterWith(ctx context.Context, name string, opts localcluster.Option
 		opts.CRDDirs = []string{filepath.Join(RepoRoot(), "config", "crd")}
 	}
 	opts.Images = localcluster.ProjectImages(bins)
-	return localcluster.Start(ctx, opts)
+	c, err := localcluster.Start(ctx, opts)
+	if err != nil || len(opts.CRDDirs) == 0 {
+		return c, err
+	}
+	// Installed from config/ rather than the chart: the API server's own admission policies too.
+	if out, err := Kubectl(c.Kubeconfig, "", "apply", "-f", filepath.Join(RepoRoot(), "config", "admission")); err != nil {
+		_ = c.Stop()
+		return nil, fmt.Errorf("installing the admission policies: %v: %s", err, out)
+	}
+	return c, nil
 }
 
 // Clock is real time plus an offset that tests advance, so backoff and timeouts are tested

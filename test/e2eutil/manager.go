@@ -34,11 +34,18 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
-// InstallRBAC applies config/rbac (the manager's role, the ceiling and the predefined
-// actions' fragments) and waits until the ceiling holds the predefined rules.
+// Namespace is the manager's namespace, as config/ and the suites install it.
+const Namespace = "kubernaut-system"
+
+// InstallRBAC applies config/rbac (the manager's namespace, ServiceAccount and roles, the
+// ceiling and the predefined actions' fragments) and config/predefined (the predefined actions'
+// ConfigMaps, from which a running manager creates their ActionTemplates, as the chart installs
+// them), and waits until the ceiling holds the predefined rules.
 func InstallRBAC(ctx context.Context, c *localcluster.Cluster, k8s client.Client) error {
-	if out, err := Kubectl(c.Kubeconfig, "", "apply", "-f", filepath.Join(RepoRoot(), "config", "rbac")); err != nil {
-		return fmt.Errorf("%v: %s", err, out)
+	for _, dir := range []string{"rbac", "predefined"} {
+		if out, err := Kubectl(c.Kubeconfig, "", "apply", "-f", filepath.Join(RepoRoot(), "config", dir)); err != nil {
+			return fmt.Errorf("applying config/%s: %w: %s", dir, err, out)
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -56,7 +63,7 @@ func InstallRBAC(ctx context.Context, c *localcluster.Cluster, k8s client.Client
 // StartManager runs the executor's manager, controllers and webhooks, as the manager's own
 // ServiceAccount, serving the webhooks where the cluster expects them. stop stops it.
 func StartManager(ctx context.Context, c *localcluster.Cluster, scheme *runtime.Scheme, opts controllers.ExecutorOptions) (stop func(), err error) {
-	cfg, err := TokenConfig(ctx, c.Config, "kubernaut-system", "kubernaut-executor")
+	cfg, err := TokenConfig(ctx, c.Config, Namespace, "kubernaut-executor")
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +71,7 @@ func StartManager(ctx context.Context, c *localcluster.Cluster, scheme *runtime.
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  controllers.CacheOptions(Namespace),
 		WebhookServer:          webhook.NewServer(webhook.Options{Host: c.Webhook.Host, Port: c.Webhook.Port, CertDir: c.Webhook.CertDir}),
 	})
 	if err != nil {
@@ -73,7 +80,7 @@ func StartManager(ctx context.Context, c *localcluster.Cluster, scheme *runtime.
 	mgrCtx, cancel := context.WithCancel(context.Background())
 	validator := &validation.Validator{}
 	if err := controllers.Setup(mgrCtx, mgr, controllers.Config{
-		ExecutorOptions: opts, Clock: realClock{}, Random: rand.Float64, Validator: validator,
+		ExecutorOptions: opts, Namespace: Namespace, Clock: realClock{}, Random: rand.Float64, Validator: validator,
 	}); err != nil {
 		cancel()
 		return nil, err

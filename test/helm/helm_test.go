@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/controllers"
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 	"github.com/kubernaut/kubernaut-executor/test/localcluster"
 )
@@ -106,6 +107,15 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		Expect(d.Status.ReadyReplicas).To(BeEquivalentTo(1))
 		for _, name := range []string{"scale-deployment", "restart-pod", "rollback-deployment", "cordon-node", "collect-logs", "drain-node", "restart-deployment"} {
 			Eventually(templateReady(ctx, name)).Should(Succeed(), name)
+			// Created from the action's ConfigMap in the release's namespace, and marked so.
+			tpl := &v1alpha1.ActionTemplate{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, tpl)).To(Succeed())
+			Expect(tpl.Labels).To(HaveKeyWithValue(controllers.LabelPredefinedAction, name))
+			Expect(tpl.Annotations).To(HaveKeyWithValue(controllers.AnnotationPredefinedSource, namespace+"/"+release+"-action-"+name))
+			Expect(tpl.OwnerReferences).To(BeEmpty())
+			fragment := &rbacv1.ClusterRole{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: "kubernaut-executor-ceiling-" + name}, fragment)).To(Succeed())
+			Expect(fragment.Annotations).NotTo(HaveKey("kubernaut.io/action-template"), "a fragment carries only rules")
 		}
 	})
 
@@ -139,6 +149,8 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		role.Name = "kubernaut-action-cordon-node"
 		fragment := &rbacv1.ClusterRole{}
 		fragment.Name = "kubernaut-executor-ceiling-cordon-node"
+		cm := &corev1.ConfigMap{}
+		cm.Namespace, cm.Name = namespace, release+"-action-cordon-node"
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(role), role)).To(Succeed())
 		secret := &corev1.Secret{}
 		secretKey := client.ObjectKey{Namespace: namespace, Name: release + "-webhook-tls"}
@@ -150,6 +162,7 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		Expect(k8s.Get(ctx, secretKey, secret)).To(Succeed())
 		Expect(string(secret.Data["ca.crt"])).To(Equal(ca), "an upgrade keeps the generated webhook certificate")
 		Eventually(gone(ctx, fragment)).Should(BeTrue())
+		Eventually(gone(ctx, cm)).Should(BeTrue())
 		Eventually(gone(ctx, tpl)).Should(BeTrue())
 		Eventually(gone(ctx, role)).Should(BeTrue())
 
@@ -161,11 +174,33 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		}).Should(Succeed())
 	})
 
-	It("uninstalls everything but the CRDs", func(ctx SpecContext) {
-		out, err := helm("uninstall", release, "-n", namespace)
-		Expect(err).NotTo(HaveOccurred(), out)
-		Eventually(gone(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling"}})).Should(BeTrue())
+	It("uninstalls everything but the CRDs, promptly, with a ceiling fragment an administrator added", func(ctx SpecContext) {
+		// An administrator's fragment for a custom action, outside the release: it stays, and the
+		// pre-delete hook must not wait for the ceiling to lose its rules.
+		custom := &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "admin-custom-fragment", Labels: map[string]string{controllers.LabelAggregateToCeiling: "true"}},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"statefulsets/scale"}, Verbs: []string{"get", "update"}}},
+		}
+		Expect(k8s.Create(ctx, custom)).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, custom))).To(Succeed()) })
+		ceiling := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling"}}
 		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ceiling), ceiling)).To(Succeed())
+			g.Expect(ceiling.Rules).To(ContainElement(custom.Rules[0]))
+		}).Should(Succeed())
+
+		start := time.Now()
+		out, err := helm("uninstall", release, "-n", namespace, "--timeout", "90s")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(time.Since(start)).To(BeNumerically("<", time.Minute), "helm uninstall waited for the administrator's fragment")
+		Eventually(gone(ctx, ceiling)).Should(BeTrue())
+		// Nothing writes the ceiling back once Helm has deleted it.
+		Consistently(gone(ctx, ceiling), 5*time.Second).Should(BeTrue())
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(custom), custom)).To(Succeed(), "the administrator's fragment stays")
+		Eventually(func(g Gomega) {
+			cms := &corev1.ConfigMapList{}
+			g.Expect(k8s.List(ctx, cms, client.InNamespace(namespace), client.HasLabels{controllers.LabelPredefinedAction})).To(Succeed())
+			g.Expect(cms.Items).To(BeEmpty())
 			templates := &v1alpha1.ActionTemplateList{}
 			g.Expect(k8s.List(ctx, templates)).To(Succeed())
 			g.Expect(templates.Items).To(BeEmpty())

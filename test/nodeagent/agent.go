@@ -273,6 +273,7 @@ func (a *Agent) stop(ctx context.Context, pod *corev1.Pod) {
 			grace = min(time.Duration(*g)*time.Second, grace)
 		}
 		run.kill(grace)
+		run.report(ctx)
 	}
 	err := a.cfg.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: ptr.To[int64](0),

@@ -383,7 +383,13 @@ func (p *podRun) report(ctx context.Context) {
 		if err != nil {
 			return err
 		}
-		if cur.UID != p.pod.UID || cur.DeletionTimestamp != nil {
+		p.mu.Lock()
+		killed := p.killed
+		p.mu.Unlock()
+		// A pod being deleted gets one last, terminal status once its processes are gone, as a
+		// kubelet writes before it finishes the deletion (the Job controller's pod failure
+		// policy reads it).
+		if cur.UID != p.pod.UID || (cur.DeletionTimestamp != nil && !killed) {
 			return nil
 		}
 		p.mu.Lock()

@@ -58,3 +58,8 @@ kubernaut-executor-ceiling
 {{- define "kubernaut-executor.actionImage" -}}
 {{ .Values.executor.actionImage.repository }}:{{ default .Chart.AppVersion .Values.executor.actionImage.tag }}
 {{- end }}
+
+{{/* The ConfigMap of a predefined action; called with (list $ <action name>). */}}
+{{- define "kubernaut-executor.actionConfigMap" -}}
+{{ include "kubernaut-executor.fullname" (index . 0) }}-action-{{ index . 1 }}
+{{- end }}

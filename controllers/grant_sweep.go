@@ -1,0 +1,112 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+)
+
+// DefaultSweepInterval is how often grants whose execution is gone are looked for.
+const DefaultSweepInterval = 5 * time.Minute
+
+// GrantSweeper removes the ServiceAccounts, Roles, ClusterRoles and bindings of executions that
+// no longer exist, when the manager starts and then periodically. Revocation normally happens
+// before an execution's finalizer is released; the sweep covers what that cannot: a finalizer
+// forced off, an execution deleted while its finalizer was being added, a namespace deleted with
+// everything in it.
+type GrantSweeper struct {
+	client.Client
+	// APIReader confirms with the API server that an execution is gone before its grant is
+	// removed, so a grant is never swept because the cache has not seen its execution yet.
+	APIReader client.Reader
+	// Interval between sweeps.
+	Interval time.Duration
+}
+
+// NeedLeaderElection makes only the leader sweep.
+func (s *GrantSweeper) NeedLeaderElection() bool { return true }
+
+// Start sweeps until ctx ends.
+func (s *GrantSweeper) Start(ctx context.Context) error {
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		if n, err := s.Sweep(ctx); err != nil {
+			log.FromContext(ctx).Error(err, "sweeping orphaned grants")
+		} else if n > 0 {
+			log.FromContext(ctx).Info("removed the grants of executions that no longer exist", "objects", n)
+		}
+	}, s.Interval)
+	return nil
+}
+
+// Sweep deletes every grant object whose execution no longer exists and returns how many it
+// deleted.
+func (s *GrantSweeper) Sweep(ctx context.Context) (int, error) {
+	lists := []client.ObjectList{
+		&corev1.ServiceAccountList{}, &rbacv1.RoleList{}, &rbacv1.RoleBindingList{},
+		&rbacv1.ClusterRoleList{}, &rbacv1.ClusterRoleBindingList{},
+	}
+	var candidates []client.Object
+	for _, list := range lists {
+		if err := s.List(ctx, list, client.HasLabels{LabelExecutionUID}); err != nil {
+			return 0, err
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return 0, err
+		}
+		for _, item := range items {
+			candidates = append(candidates, item.(client.Object))
+		}
+	}
+	gone := map[types.UID]bool{}
+	deleted := 0
+	for _, o := range candidates {
+		uid := types.UID(o.GetLabels()[LabelExecutionUID])
+		namespace := o.GetLabels()[LabelExecutionNamespace]
+		if _, known := gone[uid]; !known {
+			exists, err := s.executionExists(ctx, namespace, uid)
+			if err != nil {
+				return deleted, err
+			}
+			gone[uid] = !exists
+		}
+		if !gone[uid] || !o.GetDeletionTimestamp().IsZero() {
+			continue
+		}
+		err := s.Delete(ctx, o, client.Preconditions{UID: ptr.To(o.GetUID())}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		if client.IgnoreNotFound(err) != nil {
+			return deleted, fmt.Errorf("deleting %T %s: %w", o, client.ObjectKeyFromObject(o), err)
+		}
+		deleted++
+	}
+	return deleted, nil
+}
+
+// executionExists looks for an execution with uid in namespace, in the cache and then on the
+// API server.
+func (s *GrantSweeper) executionExists(ctx context.Context, namespace string, uid types.UID) (bool, error) {
+	for _, reader := range []client.Reader{s.Client, s.APIReader} {
+		list := &v1alpha1.KubernetesExecutionList{}
+		if err := reader.List(ctx, list, client.InNamespace(namespace)); err != nil {
+			return false, err
+		}
+		for _, e := range list.Items {
+			if e.UID == uid {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
