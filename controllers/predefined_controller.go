@@ -89,8 +89,7 @@ func (r *PredefinedTemplateReconciler) Reconcile(ctx context.Context, req ctrl.R
 	}
 	want, err := PredefinedTemplate(cm)
 	if err != nil {
-		// Nothing a retry can fix: the ConfigMap must be corrected.
-		log.FromContext(ctx).Error(err, "not installing a predefined action", "configMap", req.NamespacedName)
+		// Nothing a retry can fix: the ConfigMap must be corrected. (The controller logs the error.)
 		r.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, ReasonInvalidPredefinedAction, "InstallActionTemplate", "%s", err.Error())
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}

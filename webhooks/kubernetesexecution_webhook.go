@@ -7,8 +7,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -140,47 +142,56 @@ func UserInfoOf(u authenticationv1.UserInfo) v1alpha1.UserInfo {
 	return out
 }
 
-// KubernetesExecutionDefaulter records, on a new execution, who asked for it and which
-// generation of its template was checked (spec.admission). A value the client sent is replaced;
-// on an update the stored record is kept, so a client that re-applies the execution without it
-// (server-side apply drops fields its manifest omits) neither loses nor changes it.
-type KubernetesExecutionDefaulter struct {
+// AdmissionRecorder records, on a new execution, who asked for it and which generation of its
+// template was checked (spec.admission). A value the client sent is replaced; on an update the
+// stored record is kept, so a client that re-applies the execution without it (server-side apply
+// drops fields its manifest omits) neither loses nor changes it. It answers with a JSON patch of
+// that one field, so nothing else of the request is touched.
+type AdmissionRecorder struct {
 	// Reader reads ActionTemplates (the manager's cache).
 	Reader client.Reader
 }
 
 // +kubebuilder:webhook:path=/mutate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution,mutating=true,failurePolicy=fail,sideEffects=None,groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=create;update,versions=v1alpha1,name=mkubernetesexecution.kubernaut.io,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=Never
 
-var _ admission.Defaulter[*v1alpha1.KubernetesExecution] = &KubernetesExecutionDefaulter{}
+// AdmissionRecorderPath is where the API server sends the requests AdmissionRecorder answers.
+const AdmissionRecorderPath = "/mutate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution"
 
-// Default records the admission of a new execution.
-func (d *KubernetesExecutionDefaulter) Default(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
-	req, err := admission.RequestFromContext(ctx)
-	if err != nil {
-		return err
+var _ admission.Handler = &AdmissionRecorder{}
+
+// Handle answers one admission request.
+func (d *AdmissionRecorder) Handle(ctx context.Context, req admission.Request) admission.Response {
+	obj := &v1alpha1.KubernetesExecution{}
+	if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the execution: %w", err))
 	}
+	var want *v1alpha1.AdmissionRecord
 	switch req.Operation {
 	case admissionv1.Create:
+		want = &v1alpha1.AdmissionRecord{Requester: UserInfoOf(req.UserInfo)}
+		tpl := &v1alpha1.ActionTemplate{}
+		switch err := d.Reader.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl); {
+		case err == nil:
+			want.TemplateUID, want.TemplateGeneration = tpl.UID, tpl.Generation
+		case !apierrors.IsNotFound(err):
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
 	case admissionv1.Update:
 		old := &v1alpha1.KubernetesExecution{}
 		if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
-			return apierrors.NewBadRequest(fmt.Sprintf("decoding the stored execution: %v", err))
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the stored execution: %w", err))
 		}
-		obj.Spec.Admission = old.Spec.Admission
-		return nil
+		want = old.Spec.Admission
 	default:
-		return nil
+		return admission.Allowed("")
 	}
-	rec := &v1alpha1.AdmissionRecord{Requester: UserInfoOf(req.UserInfo)}
-	tpl := &v1alpha1.ActionTemplate{}
-	switch err := d.Reader.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl); {
-	case err == nil:
-		rec.TemplateUID, rec.TemplateGeneration = tpl.UID, tpl.Generation
-	case !apierrors.IsNotFound(err):
-		return apierrors.NewInternalError(err)
+	switch {
+	case equality.Semantic.DeepEqual(obj.Spec.Admission, want):
+		return admission.Allowed("")
+	case want == nil:
+		return admission.Patched("", jsonpatch.NewOperation("remove", "/spec/admission", nil))
 	}
-	obj.Spec.Admission = rec
-	return nil
+	return admission.Patched("", jsonpatch.NewOperation("add", "/spec/admission", want))
 }
 
 func describeTarget(obj *v1alpha1.KubernetesExecution) string {

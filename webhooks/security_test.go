@@ -125,10 +125,13 @@ var _ = Describe("Tenants through kubectl", func() {
 	})
 
 	It("replaces a requester the client sends with the user who sent it", func(ctx SpecContext) {
+		out, err := apply(keywordsTemplate)
+		Expect(err).NotTo(HaveOccurred(), out)
+		waitReady(ctx, "keywords")
 		user := "forger-" + ns
 		grant(ctx, user, ns, createExecutions, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"}})
 		manifest := execution(ns, "forged", "keywords", `{replicas: 1}`, "  admission:\n    requester: {username: kubernetes-admin, groups: [system:masters]}")
-		out, err := asUser(user, manifest)
+		out, err = asUser(user, manifest)
 		Expect(err).NotTo(HaveOccurred(), out)
 		obj := &v1alpha1.KubernetesExecution{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "forged"}, obj)).To(Succeed())
@@ -156,9 +159,9 @@ var _ = Describe("Tenants through kubectl", func() {
 
 	DescribeTable("rejects a parameter schema that reaches outside itself",
 		func(ctx SpecContext, name, ref string) {
-			out, err := apply(template(name, fmt.Sprintf("  parameters: {type: object, properties: {n: {$ref: %q}}}", ref)))
+			out, err := apply(template(name, fmt.Sprintf("  parameters: {type: object, properties: {count: {$ref: %q}}}", ref)))
 			Expect(err).To(HaveOccurred(), out)
-			Expect(out).To(ContainSubstring(`spec.parameters.properties.n.$ref: Forbidden`))
+			Expect(out).To(ContainSubstring(`spec.parameters.properties.count.$ref: Forbidden`))
 			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: name}, &v1alpha1.ActionTemplate{}))).To(BeTrue())
 		},
 		Entry("remote", "remote-ref", "https://schemas.example.com/n.json"),

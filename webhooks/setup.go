@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/internal/validation"
@@ -19,9 +20,10 @@ type Config struct {
 func Setup(mgr ctrl.Manager, cfg Config) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1alpha1.KubernetesExecution{}).WithValidator(&KubernetesExecutionValidator{
 		Reader: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), Reviewer: mgr.GetClient(), Validator: cfg.Validator,
-	}).WithDefaulter(&KubernetesExecutionDefaulter{Reader: mgr.GetClient()}).Complete(); err != nil {
+	}).Complete(); err != nil {
 		return err
 	}
+	mgr.GetWebhookServer().Register(AdmissionRecorderPath, &webhook.Admission{Handler: &AdmissionRecorder{Reader: mgr.GetClient()}})
 	return ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ActionTemplate{}).WithValidator(&ActionTemplateValidator{
 		Reader: mgr.GetAPIReader(), CeilingName: cfg.CeilingName,
 	}).Complete()

@@ -361,42 +361,66 @@ func BenchmarkAdmissionReview(b *testing.B) {
 	}
 }
 
-func TestKubernetesExecutionDefaulter(t *testing.T) {
+func TestAdmissionRecorder(t *testing.T) {
 	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(readyTemplate("scale", scaleSchema)).Build()
-	d := &KubernetesExecutionDefaulter{Reader: reader}
+	d := &AdmissionRecorder{Reader: reader}
 	user := authenticationv1.UserInfo{Username: "alice", UID: "42", Groups: []string{"team", "system:authenticated"},
 		Extra: map[string]authenticationv1.ExtraValue{"scopes": {"a"}}}
-
-	// A create records the requesting user and the template, whatever the client sent.
-	forged := execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) { admitted(o, "root") })
-	ctx := admission.NewContextWithRequest(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		Operation: admissionv1.Create, UserInfo: user,
-	}})
-	if err := d.Default(ctx, forged); err != nil {
-		t.Fatal(err)
-	}
 	want := &v1alpha1.AdmissionRecord{
 		Requester:   v1alpha1.UserInfo{Username: "alice", UID: "42", Groups: []string{"team", "system:authenticated"}, Extra: map[string]v1alpha1.ExtraValue{"scopes": {"a"}}},
 		TemplateUID: "uid-scale", TemplateGeneration: 1,
 	}
-	if !reflect.DeepEqual(forged.Spec.Admission, want) {
-		t.Fatalf("recorded %+v, want %+v", forged.Spec.Admission, want)
+	raw := func(obj *v1alpha1.KubernetesExecution) runtime.RawExtension {
+		b, err := json.Marshal(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return runtime.RawExtension{Raw: b}
+	}
+	// patched returns what the one patch operation sets spec.admission to (nil for a removal).
+	patched := func(resp admission.Response) *v1alpha1.AdmissionRecord {
+		t.Helper()
+		if !resp.Allowed || len(resp.Patches) != 1 || resp.Patches[0].Path != "/spec/admission" {
+			t.Fatalf("want one patch of /spec/admission, got %+v", resp)
+		}
+		if resp.Patches[0].Operation == "remove" {
+			return nil
+		}
+		b, _ := json.Marshal(resp.Patches[0].Value)
+		got := &v1alpha1.AdmissionRecord{}
+		if err := json.Unmarshal(b, got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	// A create records the requesting user and the template, whatever the client sent.
+	forged := execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) { admitted(o, "root") })
+	resp := d.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		Operation: admissionv1.Create, UserInfo: user, Object: raw(forged),
+	}})
+	if got := patched(resp); !reflect.DeepEqual(got, want) {
+		t.Fatalf("recorded %+v, want %+v", got, want)
 	}
 
 	// An update keeps the stored record: a client can neither change nor drop it.
 	stored := forged.DeepCopy()
-	raw, _ := json.Marshal(stored)
+	stored.Spec.Admission = want
 	for _, sent := range []*v1alpha1.AdmissionRecord{nil, {Requester: v1alpha1.UserInfo{Username: "root"}}} {
 		obj := stored.DeepCopy()
 		obj.Spec.Admission = sent
-		ctx := admission.NewContextWithRequest(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-			Operation: admissionv1.Update, UserInfo: authenticationv1.UserInfo{Username: "root"}, OldObject: runtime.RawExtension{Raw: raw},
+		resp := d.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			Operation: admissionv1.Update, UserInfo: authenticationv1.UserInfo{Username: "root"}, Object: raw(obj), OldObject: raw(stored),
 		}})
-		if err := d.Default(ctx, obj); err != nil {
-			t.Fatal(err)
+		if got := patched(resp); !reflect.DeepEqual(got, want) {
+			t.Fatalf("an update sending %+v leaves %+v, want the stored %+v", sent, got, want)
 		}
-		if !reflect.DeepEqual(obj.Spec.Admission, want) {
-			t.Fatalf("an update sending %+v left %+v, want the stored %+v", sent, obj.Spec.Admission, want)
-		}
+	}
+	// An update that keeps the record is let through untouched.
+	resp = d.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		Operation: admissionv1.Update, Object: raw(stored), OldObject: raw(stored),
+	}})
+	if !resp.Allowed || len(resp.Patches) != 0 {
+		t.Fatalf("an unchanged record was patched: %+v", resp)
 	}
 }
