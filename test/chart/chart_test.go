@@ -472,3 +472,37 @@ func TestMain(m *testing.M) {
 	log.SetOutput(io.Discard)
 	os.Exit(m.Run())
 }
+
+// TestRequesterRecordAndStatusPolicies checks what keeps an execution's requester and status
+// honest: the mutating webhook that records the requester on create and keeps it on update, with
+// the release's failure policy; and the two admission policies the API server enforces itself,
+// bound with Deny, the status policy naming this release's manager.
+func TestRequesterRecordAndStatusPolicies(t *testing.T) {
+	objs := mustRender(t, "default-values.yaml")
+	mutating := objs["MutatingWebhookConfiguration"]
+	if len(mutating) != 1 {
+		t.Fatalf("%d mutating webhook configurations", len(mutating))
+	}
+	hooks := mutating[0].Object["webhooks"].([]any)
+	if len(hooks) != 1 {
+		t.Fatalf("%d mutating webhooks", len(hooks))
+	}
+	w := hooks[0].(map[string]any)
+	rule := w["rules"].([]any)[0].(map[string]any)
+	if fmt.Sprint(rule["resources"]) != "[kubernetesexecutions]" || fmt.Sprint(rule["operations"]) != "[CREATE UPDATE]" || w["failurePolicy"] != "Fail" {
+		t.Errorf("mutating webhook %v", w)
+	}
+	manager := "system:serviceaccount:kubernaut-system:kx-kubernaut-executor"
+	status := find(t, objs, "ValidatingAdmissionPolicy", "kubernaut-executor-status-writer")
+	if !strings.Contains(fmt.Sprint(status.Object["spec"]), "request.userInfo.username == '"+manager+"'") {
+		t.Errorf("the status policy does not name the release's manager %s: %v", manager, status.Object["spec"])
+	}
+	find(t, objs, "ValidatingAdmissionPolicy", "kubernaut-executor-requester")
+	for _, name := range []string{"kubernaut-executor-status-writer", "kubernaut-executor-requester"} {
+		b := find(t, objs, "ValidatingAdmissionPolicyBinding", name)
+		spec := b.Object["spec"].(map[string]any)
+		if spec["policyName"] != name || fmt.Sprint(spec["validationActions"]) != "[Deny]" {
+			t.Errorf("binding %s: %v", name, spec)
+		}
+	}
+}
