@@ -396,6 +396,13 @@ func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context
 	default:
 		return nil
 	}
+	number := int32(len(obj.Status.Attempts)) + 1
+	if job := (&batchv1.Job{}); r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: JobName(obj.Name, number)}, job) == nil && metav1.IsControlledBy(job, obj) {
+		// This pass runs on a copy of the execution older than the pass that checked and
+		// created this attempt's Job: record it, without asking or granting again.
+		startedAttempt(obj, number, job.Name, now)
+		return nil
+	}
 	grant, errs := grants.Compute(r.RESTMapper(), tpl, obj.Spec.Action.Target, obj.Namespace)
 	if len(errs) > 0 {
 		failExecution(obj, v1alpha1.ReasonValidationFailed, errs.ToAggregate().Error(), now)
@@ -410,7 +417,7 @@ func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context
 	}
 	if len(missing) > 0 {
 		failExecution(obj, v1alpha1.ReasonRequesterForbidden, fmt.Sprintf("attempt %d was not started: the requester %s may no longer %s",
-			int32(len(obj.Status.Attempts))+1, requester.Username, access.Describe(missing)), now)
+			number, requester.Username, access.Describe(missing)), now)
 		return nil
 	}
 	if err := r.reconcileGrant(ctx, obj, grant); err != nil {
@@ -420,7 +427,6 @@ func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context
 		failExecution(obj, v1alpha1.ReasonGrantRefused, fmt.Sprintf("the API server refused the action's RBAC grant: %v", err), now)
 		return nil
 	}
-	number := int32(len(obj.Status.Attempts)) + 1
 	job, err := buildJob(jobInput{
 		Execution: obj, Template: tpl, Attempt: number,
 		Remaining: deadline(obj, tpl).Sub(now), TTL: r.Options.JobTTL, Images: r.Options.ActionImages,
@@ -448,11 +454,16 @@ func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context
 		}
 		log.FromContext(ctx).Info("adopted the Job of an attempt recorded before a restart", "job", job.Name, "attempt", number)
 	}
-	obj.Status.Attempts = append(obj.Status.Attempts, v1alpha1.Attempt{Number: number, JobName: job.Name})
+	startedAttempt(obj, number, job.Name, now)
+	return nil
+}
+
+// startedAttempt records that attempt number runs as Job jobName.
+func startedAttempt(obj *v1alpha1.KubernetesExecution, number int32, jobName string, now time.Time) {
+	obj.Status.Attempts = append(obj.Status.Attempts, v1alpha1.Attempt{Number: number, JobName: jobName})
 	obj.Status.NextRetryTime = nil
 	setPhase(obj, v1alpha1.PhaseRunning, v1alpha1.ReasonProgressing,
-		fmt.Sprintf("Attempt %d of %d is running as Job %s", number, validation.MaxRetries(obj)+1, job.Name), now)
-	return nil
+		fmt.Sprintf("Attempt %d of %d is running as Job %s", number, validation.MaxRetries(obj)+1, jobName), now)
 }
 
 // requeue asks to be called again when time alone would change the outcome: at the end of a

@@ -37,24 +37,11 @@ type tenant struct {
 // newTenant gives user the rules as a Role in each namespace (cluster-wide when namespaces is
 // empty) and returns clients that act as user.
 func newTenant(ctx context.Context, user string, rules []rbacv1.PolicyRule, namespaces ...string) *tenant {
-	bind := func(ns string) {
-		meta := metav1.ObjectMeta{Namespace: ns, Name: "tenant-" + user}
-		subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-		if ns == "" {
-			Expect(k8s.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: meta, Rules: rules})).To(Succeed())
-			Expect(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: meta, Subjects: subject,
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: meta.Name}})).To(Succeed())
-			return
-		}
-		Expect(k8s.Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: rules})).To(Succeed())
-		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: meta, Subjects: subject,
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: meta.Name}})).To(Succeed())
-	}
 	if len(namespaces) == 0 {
-		bind("")
+		namespaces = []string{""}
 	}
 	for _, ns := range namespaces {
-		bind(ns)
+		Expect(e2eutil.GrantUser(ctx, k8s, user, ns, rules...)).To(Succeed())
 	}
 	cfg := rest.CopyConfig(cluster.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
@@ -113,7 +100,7 @@ var _ = Describe("The executor is never a way around RBAC", func() {
 		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseRetrying))
 
 		// The right to patch the target goes; the retry must not start.
-		Expect(k8s.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: targetNS, Name: "tenant-" + alice.name}})).To(Succeed())
+		Expect(k8s.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: targetNS, Name: "grant-" + alice.name}})).To(Succeed())
 		Eventually(func() bool { return canI(alice.name, "patch", "deployments/web", "-n", targetNS) }).Should(BeFalse())
 		stepToRetry(ctx, obj)
 		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))

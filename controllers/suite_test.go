@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -182,9 +183,15 @@ var writes = &writeLog{}
 
 func (l *writeLog) record(verb string, obj client.Object) {
 	gvk, _ := apiutil.GVKForObject(obj, scheme)
+	w := write{Verb: verb, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+	if sar, ok := obj.(*authorizationv1.SubjectAccessReview); ok && sar.Spec.ResourceAttributes != nil {
+		// A review names no object of its own: record what it asks about.
+		a := sar.Spec.ResourceAttributes
+		w.Namespace, w.Name = a.Namespace, a.Verb+" "+a.Resource+" "+a.Name
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.entries = append(l.entries, write{Verb: verb, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()})
+	l.entries = append(l.entries, w)
 }
 
 // matching returns the writes for which keep is true.

@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
@@ -22,17 +21,7 @@ import (
 
 // grant gives user the rules, in namespace ns or cluster-wide when ns is "".
 func grant(ctx context.Context, user, ns string, rules ...rbacv1.PolicyRule) {
-	meta := metav1.ObjectMeta{Namespace: ns, Name: "grant-" + user}
-	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-	if ns == "" {
-		Expect(k8s.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: meta, Rules: rules})).To(Succeed())
-		Expect(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: meta, Subjects: subjects,
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: meta.Name}})).To(Succeed())
-		return
-	}
-	Expect(k8s.Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: rules})).To(Succeed())
-	Expect(k8s.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: meta, Subjects: subjects,
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: meta.Name}})).To(Succeed())
+	Expect(e2eutil.GrantUser(ctx, k8s, user, ns, rules...)).To(Succeed())
 }
 
 // nodeExecution asks for action on the spare node; namespace goes into the target when set.

@@ -14,10 +14,12 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/test/localcluster"
 )
@@ -124,4 +126,24 @@ func TokenConfig(ctx context.Context, admin *rest.Config, namespace, name string
 		TLSClientConfig: rest.TLSClientConfig{CAData: admin.CAData},
 		BearerToken:     tr.Status.Token,
 	}, nil
+}
+
+// GrantUser gives user the rules through a Role and RoleBinding named grant-<user> in namespace,
+// or a ClusterRole and ClusterRoleBinding when namespace is "": a tenant for the abuse specs,
+// who then acts through impersonation.
+func GrantUser(ctx context.Context, c client.Client, user, namespace string, rules ...rbacv1.PolicyRule) error {
+	meta := metav1.ObjectMeta{Namespace: namespace, Name: "grant-" + user}
+	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	role, binding := client.Object(&rbacv1.Role{ObjectMeta: meta, Rules: rules}), client.Object(&rbacv1.RoleBinding{
+		ObjectMeta: meta, Subjects: subjects, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: meta.Name},
+	})
+	if namespace == "" {
+		role, binding = &rbacv1.ClusterRole{ObjectMeta: meta, Rules: rules}, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: meta, Subjects: subjects, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: meta.Name},
+		}
+	}
+	if err := c.Create(ctx, role); err != nil {
+		return err
+	}
+	return c.Create(ctx, binding)
 }
