@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -70,9 +69,11 @@ var imagePullReasons = map[string]bool{
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile moves one execution forward: it checks the execution against its template, starts
-// the clock, observes the current attempt, enforces the timeout and starts the next attempt
-// when one is due. Status is written once, at the end.
+// Reconcile moves one execution forward in three steps: observe gathers the facts (the
+// template and whether a new attempt may start, the Job and pods of the attempt in flight, the
+// time); decide, a pure function, turns them into the new status and the effects (start an
+// attempt, when to look again); act starts the attempt, and the status is written once, at the
+// end. A terminal execution's grant is revoked and its finalizer released.
 func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	obj := &v1alpha1.KubernetesExecution{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
@@ -103,28 +104,18 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 		}
 	}()
 
-	now := r.Clock.Now()
-	tpl, refused, err := r.reconcileTemplate(ctx, obj, now)
-	if err != nil || (tpl == nil && refused == nil) {
+	o, err := r.observe(ctx, obj)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	r.reconcileStart(obj, now)
-	if err := r.reconcileCurrentAttempt(ctx, obj, tpl, refused, now); err != nil {
-		return ctrl.Result{}, err
+	d := decide(obj, o, r.Options.Backoff)
+	obj.Status = d.Status
+	if d.StartAttempt > 0 {
+		if err := r.startAttempt(ctx, obj, o.Template, d.StartAttempt, o.Now); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	if err := r.reconcileTimeout(ctx, obj, tpl, now); err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.reconcileNextAttempt(ctx, obj, tpl, refused, now); err != nil {
-		return ctrl.Result{}, err
-	}
-	return r.requeue(obj, tpl, now), nil
-}
-
-// refusal is why no further attempt of an execution may start. An attempt already running is
-// still observed to its end, so its outcome is never lost.
-type refusal struct {
-	reason, message string
+	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 }
 
 // reconcileDelete revokes the execution's grant and then releases its finalizer: when the
@@ -141,211 +132,6 @@ func (r *KubernetesExecutionReconciler) reconcileDelete(ctx context.Context, obj
 	controllerutil.RemoveFinalizer(obj, GrantFinalizer)
 	err := r.Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 	return client.IgnoreNotFound(err)
-}
-
-// reconcileTemplate fetches the execution's ActionTemplate (nil when it is gone) and repeats the
-// admission checks that need no API call: the execution carries its admission record, the
-// template is the one admitted and is ready, and the execution fits it. A failed check is a
-// refusal: no new attempt starts, and a running one is observed to its end. It records Pending,
-// and returns neither template nor refusal, while the template has not been checked yet.
-func (r *KubernetesExecutionReconciler) reconcileTemplate(ctx context.Context, obj *v1alpha1.KubernetesExecution, now time.Time) (*v1alpha1.ActionTemplate, *refusal, error) {
-	tpl := &v1alpha1.ActionTemplate{}
-	if err := r.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return nil, nil, err
-		}
-		tpl = nil
-	}
-	rec := obj.Spec.Admission
-	switch {
-	case rec == nil:
-		return tpl, &refusal{v1alpha1.ReasonRequesterNotRecorded,
-			"the execution has no admission record (spec.admission): it was not admitted by the executor's webhook, so no requester's rights bound it and it never runs; create it again while the webhook is available"}, nil
-	case tpl == nil && rec.TemplateUID == "":
-		return nil, &refusal{v1alpha1.ReasonValidationFailed,
-			fmt.Sprintf("spec.action.type: Not found: %q: no ActionTemplate defines this action", obj.Spec.Action.Type)}, nil
-	case tpl == nil:
-		return nil, &refusal{v1alpha1.ReasonTemplateChanged,
-			fmt.Sprintf("ActionTemplate %q was deleted after the execution was admitted", obj.Spec.Action.Type)}, nil
-	case tpl.UID != rec.TemplateUID:
-		return tpl, &refusal{v1alpha1.ReasonTemplateChanged,
-			fmt.Sprintf("ActionTemplate %q was replaced after the execution was admitted (it is a new object)", tpl.Name)}, nil
-	case tpl.Generation != rec.TemplateGeneration:
-		return tpl, &refusal{v1alpha1.ReasonTemplateChanged,
-			fmt.Sprintf("ActionTemplate %q was edited after the execution was admitted (generation %d admitted, now %d)", tpl.Name, rec.TemplateGeneration, tpl.Generation)}, nil
-	}
-	switch ready, checked, message := validation.TemplateUsable(tpl); {
-	case !checked && lastAttempt(obj) == nil:
-		setPhase(obj, v1alpha1.PhasePending, v1alpha1.ReasonWaitingForTemplate, message, now)
-		return nil, nil, nil
-	case !ready:
-		return tpl, &refusal{v1alpha1.ReasonTemplateNotReady, fmt.Sprintf("ActionTemplate %q is not ready: %s", tpl.Name, message)}, nil
-	}
-	if errs := r.Validator.Execution(obj, tpl); len(errs) > 0 {
-		return tpl, &refusal{v1alpha1.ReasonValidationFailed, errs.ToAggregate().Error()}, nil
-	}
-	return tpl, nil, nil
-}
-
-// reconcileStart records when the executor first acted on the execution.
-func (r *KubernetesExecutionReconciler) reconcileStart(obj *v1alpha1.KubernetesExecution, now time.Time) {
-	if obj.Status.StartTime == nil {
-		obj.Status.StartTime = &metav1.Time{Time: now}
-	}
-}
-
-// reconcileCurrentAttempt observes the Job of the unfinished attempt, if any, and records how
-// it ended: success completes the execution; failure leads to a retry or to Failed.
-func (r *KubernetesExecutionReconciler) reconcileCurrentAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, refused *refusal, now time.Time) error {
-	a := lastAttempt(obj)
-	if a == nil || a.Finished() {
-		return nil
-	}
-	job, err := r.getJob(ctx, obj.Namespace, a.JobName)
-	if err != nil {
-		return err
-	}
-	if job == nil {
-		a.EndTime, a.Reason = &metav1.Time{Time: now}, v1alpha1.ReasonJobDeleted
-		a.Message = fmt.Sprintf("Job %s was deleted before it finished", a.JobName)
-		r.afterFailure(obj, tpl, refused, a, outcome{Error: a.Message}, now)
-		return nil
-	}
-	a.StartTime = job.Status.StartTime
-
-	finished := jobFinishedCondition(job)
-	if finished == nil {
-		return r.watchRunningAttempt(ctx, obj, tpl, refused, a, job, now)
-	}
-
-	o, err := r.attemptOutcome(ctx, job, a, finished)
-	if err != nil {
-		return err
-	}
-	a.EndTime = &finished.LastTransitionTime
-	if job.Status.CompletionTime != nil {
-		a.EndTime = job.Status.CompletionTime
-	}
-	disrupted := finished.Reason == batchv1.JobReasonPodFailurePolicy
-	if disrupted {
-		// Only a non-idempotent action's Job fails on disruption (see buildJob): its pod is
-		// never run again by the Job controller.
-		o.Success, o.Error = false, "the action's pod was disrupted: "+finished.Message
-	}
-	obj.Status.Result = &v1alpha1.ExecutionResult{
-		Success: o.Success, Output: o.Output, Error: o.Error, Data: o.Data,
-		StartTime: a.StartTime, EndTime: a.EndTime, ExitCode: a.ExitCode,
-	}
-	switch {
-	case o.Success:
-		a.Reason, a.Message = v1alpha1.ReasonSucceeded, truncate(o.Output)
-		setPhase(obj, v1alpha1.PhaseCompleted, v1alpha1.ReasonSucceeded,
-			fmt.Sprintf("The action succeeded on attempt %d", a.Number), now)
-	case finished.Reason == batchv1.JobReasonDeadlineExceeded:
-		a.Reason, a.Message = v1alpha1.ReasonDeadlineExceeded, finished.Message
-		timeOut(obj, now)
-	case disrupted:
-		a.Reason, a.Message = v1alpha1.ReasonPodDisrupted, truncate(finished.Message)
-		r.afterFailure(obj, tpl, refused, a, o, now)
-	default:
-		a.Reason, a.Message = v1alpha1.ReasonActionFailed, truncate(o.Error)
-		r.afterFailure(obj, tpl, refused, a, o, now)
-	}
-	return nil
-}
-
-// watchRunningAttempt keeps a running attempt in Running, and ends it early when its pod
-// cannot start because its image cannot be pulled (its Job is deleted once that is recorded).
-func (r *KubernetesExecutionReconciler) watchRunningAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, refused *refusal, a *v1alpha1.Attempt, job *batchv1.Job, now time.Time) error {
-	pods, err := r.jobPods(ctx, r.Client, job)
-	if err != nil {
-		return err
-	}
-	for i := range pods {
-		for _, cs := range pods[i].Status.ContainerStatuses {
-			if w := cs.State.Waiting; w != nil && imagePullReasons[w.Reason] {
-				a.EndTime, a.Reason = &metav1.Time{Time: now}, v1alpha1.ReasonImagePullFailed
-				a.Message = truncate(fmt.Sprintf("%s: image %s: %s", w.Reason, cs.Image, w.Message))
-				r.afterFailure(obj, tpl, refused, a, outcome{Error: a.Message}, now)
-				return nil
-			}
-		}
-	}
-	setPhase(obj, v1alpha1.PhaseRunning, v1alpha1.ReasonProgressing,
-		fmt.Sprintf("Attempt %d of %d is running as Job %s", a.Number, validation.MaxRetries(obj)+1, job.Name), now)
-	return nil
-}
-
-// afterFailure decides what follows a failed attempt: a retry after backoff when the action is
-// idempotent, the failure retryable, retries are left and nothing refuses a new attempt;
-// otherwise Failed.
-func (r *KubernetesExecutionReconciler) afterFailure(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, refused *refusal, a *v1alpha1.Attempt, o outcome, now time.Time) {
-	if obj.Status.Result == nil || obj.Status.Result.Success {
-		obj.Status.Result = &v1alpha1.ExecutionResult{Error: o.Error, StartTime: a.StartTime, EndTime: a.EndTime, ExitCode: a.ExitCode}
-	}
-	if refused != nil {
-		failExecution(obj, refused.reason, fmt.Sprintf("attempt %d failed (%s) and no further attempt may start: %s", a.Number, o.Error, refused.message), now)
-		return
-	}
-	if reason := nonRetryable(tpl, a); reason != "" {
-		failExecution(obj, v1alpha1.ReasonNonRetryable,
-			fmt.Sprintf("attempt %d failed and %s: %s", a.Number, reason, o.Error), now)
-		return
-	}
-	retries := int32(len(obj.Status.Attempts)) - 1
-	if max := validation.MaxRetries(obj); retries >= max {
-		failExecution(obj, v1alpha1.ReasonMaxRetriesExceeded,
-			fmt.Sprintf("max retries exceeded: %s failed (maxRetries %d); last error: %s", attemptsWord(len(obj.Status.Attempts)), max, o.Error), now)
-		return
-	}
-	delay := r.Options.Backoff.Delay(retries+1, r.Random)
-	obj.Status.NextRetryTime = &metav1.Time{Time: now.Add(delay)}
-	setPhase(obj, v1alpha1.PhaseRetrying, v1alpha1.ReasonBackingOff,
-		fmt.Sprintf("Attempt %d failed (%s); attempt %d starts in %s", a.Number, o.Error, a.Number+1, delay.Round(time.Millisecond)), now)
-}
-
-// nonRetryable says why a failed attempt must not be retried, or "" when it may be.
-func nonRetryable(tpl *v1alpha1.ActionTemplate, a *v1alpha1.Attempt) string {
-	p := tpl.Spec.RetryPolicy
-	if p.Idempotent != nil && !*p.Idempotent {
-		return fmt.Sprintf("action %q is not idempotent", tpl.Name)
-	}
-	if a.ExitCode != nil {
-		for _, c := range p.NonRetryableExitCodes {
-			if c == *a.ExitCode {
-				return fmt.Sprintf("exit code %d means do not retry", c)
-			}
-		}
-	}
-	return ""
-}
-
-// reconcileTimeout ends the execution as TimedOut once its timeout has passed.
-func (r *KubernetesExecutionReconciler) reconcileTimeout(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, now time.Time) error {
-	if obj.Status.Phase.IsTerminal() || now.Before(deadline(obj, tpl)) {
-		return nil
-	}
-	a := lastAttempt(obj)
-	if a == nil || a.Finished() {
-		timeOut(obj, now)
-		return nil
-	}
-	a.EndTime, a.Reason = &metav1.Time{Time: now}, v1alpha1.ReasonTimedOut
-	a.Message = "stopped at the execution's timeout"
-	timeOut(obj, now)
-	return nil
-}
-
-// timeOut records TimedOut. The Job of the last attempt is deleted by stopAbandonedJobs once
-// this is written.
-func timeOut(obj *v1alpha1.KubernetesExecution, now time.Time) {
-	message := fmt.Sprintf("execution timed out after %s", ranFor(obj, now))
-	if obj.Status.Result == nil {
-		obj.Status.Result = &v1alpha1.ExecutionResult{}
-	}
-	obj.Status.Result.Success, obj.Status.Result.Error = false, message
-	obj.Status.NextRetryTime = nil
-	setPhase(obj, v1alpha1.PhaseTimedOut, v1alpha1.ReasonTimedOut, message, now)
 }
 
 // stopAbandonedJobs deletes the Jobs of attempts the status already records as ended by the
@@ -378,25 +164,12 @@ func (r *KubernetesExecutionReconciler) stopAbandonedJobs(ctx context.Context, o
 	return nil
 }
 
-// reconcileNextAttempt creates the Job of the next attempt when one is due: the first attempt,
-// or a retry whose backoff has passed. A Job that already exists under the attempt's name (a
-// status write lost after the create) is adopted, never created twice.
-func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, refused *refusal, now time.Time) error {
-	if obj.Status.Phase.IsTerminal() {
-		return nil
-	}
-	a := lastAttempt(obj)
-	if refused != nil && (a == nil || a.Finished()) {
-		failExecution(obj, refused.reason, refused.message, now)
-		return nil
-	}
-	switch {
-	case a == nil:
-	case a.Finished() && obj.Status.Phase == v1alpha1.PhaseRetrying && obj.Status.NextRetryTime != nil && !now.Before(obj.Status.NextRetryTime.Time):
-	default:
-		return nil
-	}
-	number := int32(len(obj.Status.Attempts)) + 1
+// startAttempt starts attempt number: the checks that need the API server come first (the
+// grant, computed through discovery, and the recorded requester's rights, asked again before
+// every attempt), then the grant and the Job. A check that fails ends the execution. A Job that
+// already exists under the attempt's name (created by a pass on a newer copy, or before a
+// restart) is recorded, never created twice.
+func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, number int32, now time.Time) error {
 	if job := (&batchv1.Job{}); r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: JobName(obj.Name, number)}, job) == nil && metav1.IsControlledBy(job, obj) {
 		// This pass runs on a copy of the execution older than the pass that checked and
 		// created this attempt's Job: record it, without asking or granting again.
@@ -408,8 +181,6 @@ func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context
 		failExecution(obj, v1alpha1.ReasonValidationFailed, errs.ToAggregate().Error(), now)
 		return nil
 	}
-	// The requester's rights are checked again before every attempt: a right lost since
-	// admission stops the execution.
 	requester := obj.Spec.Admission.Requester
 	missing, err := access.Missing(ctx, r.Client, requester, grant.Permissions())
 	if err != nil {
@@ -456,27 +227,6 @@ func (r *KubernetesExecutionReconciler) reconcileNextAttempt(ctx context.Context
 	}
 	startedAttempt(obj, number, job.Name, now)
 	return nil
-}
-
-// startedAttempt records that attempt number runs as Job jobName.
-func startedAttempt(obj *v1alpha1.KubernetesExecution, number int32, jobName string, now time.Time) {
-	obj.Status.Attempts = append(obj.Status.Attempts, v1alpha1.Attempt{Number: number, JobName: jobName})
-	obj.Status.NextRetryTime = nil
-	setPhase(obj, v1alpha1.PhaseRunning, v1alpha1.ReasonProgressing,
-		fmt.Sprintf("Attempt %d of %d is running as Job %s", number, validation.MaxRetries(obj)+1, jobName), now)
-}
-
-// requeue asks to be called again when time alone would change the outcome: at the end of a
-// backoff or at the timeout. Job and pod changes arrive through watches.
-func (r *KubernetesExecutionReconciler) requeue(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, now time.Time) ctrl.Result {
-	if obj.Status.Phase.IsTerminal() {
-		return ctrl.Result{}
-	}
-	wake := deadline(obj, tpl)
-	if t := obj.Status.NextRetryTime; t != nil && t.Time.Before(wake) {
-		wake = t.Time
-	}
-	return ctrl.Result{RequeueAfter: max(wake.Sub(now), time.Millisecond)}
 }
 
 // writeStatus patches the status once, if it changed, guarded by the resourceVersion it was
@@ -562,35 +312,6 @@ func (r *KubernetesExecutionReconciler) jobPods(ctx context.Context, reader clie
 	return owned, nil
 }
 
-// attemptOutcome reads the outcome of a finished Job from its action container's termination
-// state, and records the exit code on the attempt. The pod is read from the cache, and from the
-// API server when the cache does not show the container terminated yet.
-func (r *KubernetesExecutionReconciler) attemptOutcome(ctx context.Context, job *batchv1.Job, a *v1alpha1.Attempt, finished *batchv1.JobCondition) (outcome, error) {
-	term, err := r.terminatedState(ctx, r.Client, job)
-	if err == nil && term == nil {
-		term, err = r.terminatedState(ctx, r.APIReader, job)
-	}
-	if err != nil {
-		return outcome{}, err
-	}
-	if term == nil {
-		// No pod to read (it was removed, or never started): the Job condition is all there is.
-		if finished.Type == batchv1.JobComplete {
-			return outcome{Success: true}, nil
-		}
-		return outcome{Error: strings.TrimSpace(finished.Reason + ": " + finished.Message)}, nil
-	}
-	a.ExitCode = &term.ExitCode
-	o := parseOutcome(term.Message, term.ExitCode)
-	if finished.Type != batchv1.JobComplete {
-		o.Success = false
-		if o.Error == "" {
-			o.Error = strings.TrimSpace(finished.Reason + ": " + finished.Message)
-		}
-	}
-	return o, nil
-}
-
 // terminatedState returns the latest terminated state of the action container among the Job's
 // pods, or nil.
 func (r *KubernetesExecutionReconciler) terminatedState(ctx context.Context, reader client.Reader, job *batchv1.Job) (*corev1.ContainerStateTerminated, error) {
@@ -621,16 +342,6 @@ func jobFinishedCondition(job *batchv1.Job) *batchv1.JobCondition {
 		}
 	}
 	return nil
-}
-
-// deadline is when the execution times out. Without its template (deleted while an attempt
-// runs), the execution's own timeout or the fallback applies; the Job's active deadline stops
-// the attempt in any case.
-func deadline(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) time.Time {
-	if tpl == nil {
-		tpl = &v1alpha1.ActionTemplate{}
-	}
-	return obj.Status.StartTime.Add(validation.Timeout(obj, tpl))
 }
 
 // truncate keeps attempt messages within the API's bound.

@@ -276,16 +276,6 @@ var _ = Describe("KubernetesExecution", func() {
 		Consistently(func() []batchv1.Job { return jobsOf(ctx, ns) }).Should(HaveLen(3))
 	})
 
-	It("does not retry an exit code the template marks as final", func(ctx SpecContext) {
-		obj := newExecution(ns, "final", `{"fail":true,"exitCode":2}`)
-		Expect(k8s.Create(ctx, obj)).To(Succeed())
-		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))
-		got := get(ctx, obj)(Default)
-		Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonNonRetryable))
-		Expect(readyCondition(got).Message).To(ContainSubstring("exit code 2 means do not retry"))
-		Expect(jobsOf(ctx, ns)).To(HaveLen(1))
-	})
-
 	It("falls back to the exit code and the log tail when the action writes no result", func(ctx SpecContext) {
 		obj := newExecution(ns, "no-result", `{"fail":true,"noResult":true,"output":"last words"}`)
 		obj.Spec.MaxRetries = ptr.To[int32](0)
