@@ -18,11 +18,18 @@ GINKGO := $(BIN)/ginkgo-$(GINKGO_VERSION)
 HELM := $(BIN)/helm-$(HELM_VERSION)
 # chart-testing is pinned in tools/go.mod.
 CT := $(BIN)/ct
+# golangci-lint is pinned in tools/go.mod (kept out of the main go.mod); .golangci.yml configures it.
+GOLANGCI_LINT := $(BIN)/golangci-lint
 
 # Helm keeps its state inside the ignored work folder, never in the user's home.
 export HELM_CACHE_HOME := $(CURDIR)/.work/helm/cache
 export HELM_CONFIG_HOME := $(CURDIR)/.work/helm/config
 export HELM_DATA_HOME := $(CURDIR)/.work/helm/data
+
+# The release the binaries and images are stamped with, and the images' names.
+VERSION ?= dev
+MANAGER_IMAGE ?= ghcr.io/kubernaut/kubernaut-executor:$(VERSION)
+ACTIONS_IMAGE ?= ghcr.io/kubernaut/kubernaut-actions:$(VERSION)
 
 # KEEP=1 leaves the demo's control plane and manager running.
 KEEP ?=
@@ -42,17 +49,23 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object paths="./api/..."
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRDs, the manager's RBAC, the webhook configuration and the predefined actions' fragments and ConfigMaps into config/.
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs, the manager's RBAC, the webhook configuration, and the predefined actions' fragments and ConfigMaps (rendered from the chart) into config/.
 	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd
 	$(CONTROLLER_GEN) rbac:roleName=kubernaut-executor-manager paths="./controllers/...;./webhooks/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) webhook paths="./webhooks/..." output:webhook:artifacts:config=config/webhook
-	go run ./test/tools/fragments -templates templates -fragments config/rbac/ceiling-predefined.yaml -configmaps config/predefined/actions.yaml
+	go run ./test/tools/fragments -chart charts/kubernaut-executor -fragments config/rbac/ceiling-predefined.yaml -configmaps config/predefined/actions.yaml
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Lint the Go code with golangci-lint (.golangci.yml).
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: verify
-verify: generate manifests ## Fail when generated files are stale or code is unformatted.
+verify: generate manifests ## Fail when generated files are stale, code is unformatted, or a Dockerfile's binary does not build from what it copies.
 	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
+	$(MAKE) --no-print-directory lint
+	go run ./test/tools/checkdockerfiles
 
 KUBE_SCORE := $(BIN)/kube-score
 # kube-score checks left out, and why:
@@ -73,9 +86,20 @@ chart-lint: $(HELM) $(CT) $(KUBE_SCORE) ## Lint the chart: chart-testing (ct lin
 
 .PHONY: build
 build: ## Build the manager, the action image's binary and the local control plane tool.
-	go build -o $(BIN)/manager .
+	go build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/manager ./cmd/manager
 	go build -o $(BIN)/kubernaut-actions ./actions
 	go build -o $(BIN)/localcluster ./test/cmd/localcluster
+
+.PHONY: images
+images: ## Build the manager's and the action's images with the first builder found (docker with a reachable daemon, podman, buildah); without one, say so and succeed.
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then builder="docker build"; \
+	elif command -v podman >/dev/null 2>&1; then builder="podman build"; \
+	elif command -v buildah >/dev/null 2>&1; then builder="buildah bud"; \
+	else echo "make images: no container builder is available (docker with a reachable daemon, podman or buildah): no image built"; exit 0; fi; \
+	echo "$$builder -f cmd/manager/Dockerfile -t $(MANAGER_IMAGE)"; \
+	$$builder -f cmd/manager/Dockerfile --build-arg VERSION=$(VERSION) -t $(MANAGER_IMAGE) .; \
+	echo "$$builder -f actions/Dockerfile -t $(ACTIONS_IMAGE)"; \
+	$$builder -f actions/Dockerfile -t $(ACTIONS_IMAGE) .
 
 .PHONY: controlplane
 controlplane: ## Build (or reuse from the cache) etcd, kube-apiserver and kube-controller-manager.
@@ -92,7 +116,8 @@ FUZZTIME ?= 10s
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
-	go test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) ./actions/internal/result
+	go test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./actions/internal/result
+	go test -run '^$$' -fuzz FuzzTruncateUTF8 -fuzztime $(FUZZTIME) ./api/v1alpha1
 	go test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./internal/paramschema
 	go test -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME) ./internal/render
 
@@ -125,6 +150,9 @@ $(HELM):
 
 $(CT): tools/go.mod
 	cd tools && go install github.com/helm/chart-testing/v3/ct
+
+$(GOLANGCI_LINT): tools/go.mod
+	cd tools && go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 $(KUBE_SCORE): tools/go.mod
 	cd tools && go install github.com/zegl/kube-score/cmd/kube-score

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // dryRun returns the API's dry-run option when the execution asks for one: every write an
@@ -23,14 +24,14 @@ func (e Env) dryRun() []string {
 // requireTarget fails unless the target names an object of one of kinds.
 func (e Env) requireTarget(kinds ...string) error {
 	if e.Name == "" {
-		return errors.New("TARGET_NAME is empty")
+		return fmt.Errorf("%s is empty", v1alpha1.EnvTargetName)
 	}
 	for _, k := range kinds {
 		if e.Kind == k {
 			return nil
 		}
 	}
-	return fmt.Errorf("TARGET_KIND %q is not one of %v", e.Kind, kinds)
+	return fmt.Errorf("%s %q is not one of %v", v1alpha1.EnvTargetKind, e.Kind, kinds)
 }
 
 // prepare reads the action's parameters into params (nil for none), checks the target's kind,
@@ -49,17 +50,29 @@ func (e Env) prepare(params any, kinds ...string) (kubernetes.Interface, error) 
 	return cs, err
 }
 
+// succeeded is the result and exit code of an action that did what it was asked: its output
+// and data.
+func succeeded(output string, data any) (v1alpha1.ActionResult, int) {
+	return result.WithData(v1alpha1.ActionResult{Success: ptrTo(true), Output: output}, data), v1alpha1.ExitSucceeded
+}
+
+// failed is the result of an action that failed, why, and its data, with exit code code:
+// v1alpha1.ExitRetryable when a retry may help, v1alpha1.ExitFinal when it cannot.
+func failed(code int, why string, data any) (v1alpha1.ActionResult, int) {
+	return result.WithData(v1alpha1.ActionResult{Success: ptrTo(false), Error: why}, data), code
+}
+
 // fail turns an error into a result and exit code: failures a retry cannot fix (the object is
-// gone, the request is invalid or forbidden) exit ExitDoNotRetry; the rest (conflicts, refusals
-// by a disruption budget, timeouts) ExitRetryable.
-func fail(err error, data any) (result.Result, int) {
-	code := result.ExitRetryable
+// gone, the request is invalid or forbidden) exit v1alpha1.ExitFinal; the rest (conflicts,
+// refusals by a disruption budget, timeouts) v1alpha1.ExitRetryable.
+func fail(err error, data any) (v1alpha1.ActionResult, int) {
+	code := v1alpha1.ExitRetryable
 	switch {
 	case apierrors.IsNotFound(err), apierrors.IsInvalid(err), apierrors.IsForbidden(err),
 		apierrors.IsBadRequest(err), apierrors.IsMethodNotSupported(err), errors.Is(err, errBadInput):
-		code = result.ExitDoNotRetry
+		code = v1alpha1.ExitFinal
 	}
-	return result.Result{Error: err.Error(), Data: data}, code
+	return failed(code, err.Error(), data)
 }
 
 // errBadInput marks errors in the action's input.

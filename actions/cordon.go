@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // cordonParams are cordon-node's parameters.
@@ -19,7 +19,7 @@ type cordonParams struct {
 }
 
 // cordonNode marks a node unschedulable (or schedulable again with uncordon). Idempotent.
-func cordonNode(ctx context.Context, env Env) (result.Result, int) {
+func cordonNode(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 	var p cordonParams
 	cs, err := env.prepare(&p, "Node")
 	if err != nil {
@@ -34,7 +34,7 @@ func cordonNode(ctx context.Context, env Env) (result.Result, int) {
 	if c.Changed {
 		out = fmt.Sprintf("%s node %s", env.verb(word, "would have "+word), env.Name)
 	}
-	return result.Result{Success: true, Output: out, Data: c}, result.ExitSucceeded
+	return succeeded(out, c)
 }
 
 // setUnschedulable patches a node's spec.unschedulable unless it already has the value.

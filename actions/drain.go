@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 
-	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // mirrorPodAnnotation marks the API server's copy of a static pod, which cannot be evicted.
@@ -27,7 +27,7 @@ type drainParams struct {
 // drainNode cordons a node and evicts every evictable pod on it through the Eviction API,
 // retrying the ones a PodDisruptionBudget refuses until the timeout. DaemonSet pods, mirror pods
 // and finished pods are left alone, as `kubectl drain --ignore-daemonsets` does.
-func drainNode(ctx context.Context, env Env) (result.Result, int) {
+func drainNode(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 	p := drainParams{TimeoutSeconds: 120}
 	cs, err := env.prepare(&p, "Node")
 	if err != nil {
@@ -92,10 +92,10 @@ func drainNode(ctx context.Context, env Env) (result.Result, int) {
 	}
 	data["evicted"], data["after"] = evicted, map[string]any{"remaining": pending}
 	if len(pending) > 0 {
-		return result.Result{Error: fmt.Sprintf("%d pods could not be evicted in %ds: %v; last refusal: %v", len(pending), p.TimeoutSeconds, pending, lastErr), Data: data}, result.ExitRetryable
+		return failed(v1alpha1.ExitRetryable, fmt.Sprintf("%d pods could not be evicted in %ds: %v; last refusal: %v", len(pending), p.TimeoutSeconds, pending, lastErr), data)
 	}
-	return result.Result{Success: true, Data: data, Output: fmt.Sprintf("%s node %s: %d pods evicted, %d left alone",
-		env.verb("drained", "would drain"), env.Name, len(evicted), len(skipped))}, result.ExitSucceeded
+	return succeeded(fmt.Sprintf("%s node %s: %d pods evicted, %d left alone",
+		env.verb("drained", "would drain"), env.Name, len(evicted), len(skipped)), data)
 }
 
 func ownedByDaemonSet(pod corev1.Pod) bool {

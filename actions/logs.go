@@ -3,12 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-
 	"os"
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // logsParams are collect-logs' parameters.
@@ -21,7 +20,7 @@ type logsParams struct {
 
 // collectLogs returns a container's log in the output, cut to the termination message's limit
 // with an explicit marker. It changes nothing.
-func collectLogs(ctx context.Context, env Env) (result.Result, int) {
+func collectLogs(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 	var p logsParams
 	cs, err := env.prepare(&p, "Pod")
 	if err != nil {
@@ -29,14 +28,14 @@ func collectLogs(ctx context.Context, env Env) (result.Result, int) {
 	}
 	opts := &corev1.PodLogOptions{Container: p.Container, TailLines: p.TailLines, SinceSeconds: p.SinceSeconds, Previous: p.Previous}
 	// Ask for no more than fits, with room for the rest of the result.
-	opts.LimitBytes = ptrTo(int64(result.MaxMessageBytes * 4))
+	opts.LimitBytes = ptrTo(int64(v1alpha1.MaxResultBytes * 4))
 	raw, err := cs.CoreV1().Pods(env.Namespace).GetLogs(env.Name, opts).DoRaw(ctx)
 	if err != nil {
 		return fail(err, nil)
 	}
 	data := map[string]any{"container": p.Container, "bytes": len(raw), "tailLines": p.TailLines}
 	fmt.Fprintf(os.Stderr, "collected %d bytes of logs from pod %s/%s\n", len(raw), env.Namespace, env.Name)
-	return result.Result{Success: true, Output: string(raw), Data: data}, result.ExitSucceeded
+	return succeeded(string(raw), data)
 }
 
 func ptrTo[T any](v T) *T { return &v }

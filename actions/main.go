@@ -1,7 +1,8 @@
 // Command kubernaut-actions is the project's action image: one binary, one subcommand per
 // action. The executor runs it in a Job with the execution's target and parameters in its
-// environment; it writes its result to the termination message and exits 0 (succeeded),
-// 1 (failed, a retry may help) or 2 (failed, do not retry).
+// environment; it writes its result (a v1alpha1.ActionResult) to the termination message and
+// exits v1alpha1.ExitSucceeded, v1alpha1.ExitRetryable (failed, a retry may help) or
+// v1alpha1.ExitFinal (failed, do not retry).
 package main
 
 import (
@@ -13,10 +14,11 @@ import (
 	"syscall"
 
 	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // action runs one action and returns its result and exit code.
-type action func(ctx context.Context, env Env) (result.Result, int)
+type action func(ctx context.Context, env Env) (v1alpha1.ActionResult, int)
 
 // actions is the catalogue, by subcommand.
 var actions = map[string]action{
@@ -31,19 +33,19 @@ var actions = map[string]action{
 }
 
 func main() {
-	name := os.Getenv("ACTION_TYPE")
+	name := os.Getenv(v1alpha1.EnvActionType)
 	if len(os.Args) > 1 {
 		name = os.Args[1]
 	}
 	run, ok := actions[name]
 	if !ok {
-		finish(result.Result{Error: fmt.Sprintf("unknown action %q; known: %v", name, known())}, result.ExitDoNotRetry)
+		finish(failed(v1alpha1.ExitFinal, fmt.Sprintf("unknown action %q; known: %v", name, known()), nil))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	env, err := readEnv()
 	if err != nil {
-		finish(result.Result{Error: err.Error()}, result.ExitDoNotRetry)
+		finish(failed(v1alpha1.ExitFinal, err.Error(), nil))
 	}
 	res, code := run(ctx, env)
 	stop()
@@ -51,7 +53,7 @@ func main() {
 }
 
 // finish writes the result, prints it for the log, and exits.
-func finish(res result.Result, code int) {
+func finish(res v1alpha1.ActionResult, code int) {
 	if res.Output != "" {
 		fmt.Println(res.Output)
 	}

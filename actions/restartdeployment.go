@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // restartedAtAnnotation is the pod template annotation `kubectl rollout restart` sets.
@@ -17,7 +17,7 @@ const restartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
 
 // restartDeployment rolls a Deployment's pods, as `kubectl rollout restart` does, by stamping
 // its pod template with the time.
-func restartDeployment(ctx context.Context, env Env) (result.Result, int) {
+func restartDeployment(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 	cs, err := env.prepare(nil, "Deployment")
 	if err != nil {
 		return fail(err, nil)
@@ -40,5 +40,5 @@ func restartDeployment(ctx context.Context, env Env) (result.Result, int) {
 	}
 	c.After = map[string]any{"restartedAt": now, "generation": updated.Generation}
 	c.Changed = true
-	return result.Result{Success: true, Data: c, Output: fmt.Sprintf("%s deployment %s/%s", env.verb("restarted", "would restart"), env.Namespace, env.Name)}, result.ExitSucceeded
+	return succeeded(fmt.Sprintf("%s deployment %s/%s", env.verb("restarted", "would restart"), env.Namespace, env.Name), c)
 }

@@ -9,12 +9,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // restartPod evicts a pod through the Eviction API, so PodDisruptionBudgets are respected; its
 // controller replaces it. A refusal by a budget is a retryable failure carrying the API's reason.
-func restartPod(ctx context.Context, env Env) (result.Result, int) {
+func restartPod(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 	cs, err := env.prepare(nil, "Pod")
 	if err != nil {
 		return fail(err, nil)
@@ -30,8 +30,7 @@ func restartPod(ctx context.Context, env Env) (result.Result, int) {
 		return fail(err, c)
 	}
 	c.After, c.Changed = map[string]any{"evicted": true, "uid": pod.UID}, true
-	return result.Result{Success: true, Data: c,
-		Output: fmt.Sprintf("%s pod %s/%s (uid %s); its controller replaces it", env.verb("evicted", "would evict"), env.Namespace, env.Name, pod.UID)}, result.ExitSucceeded
+	return succeeded(fmt.Sprintf("%s pod %s/%s (uid %s); its controller replaces it", env.verb("evicted", "would evict"), env.Namespace, env.Name, pod.UID), c)
 }
 
 // evict asks the API server to evict one pod. A refusal because of a disruption budget comes

@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // revisionAnnotation is where the Deployment controller records a ReplicaSet's revision.
@@ -28,7 +28,7 @@ type rollbackParams struct {
 // rollbackDeployment puts a Deployment's pod template back to an earlier revision, as
 // `kubectl rollout undo` does: the template of the ReplicaSet with that revision, without its
 // pod-template-hash label. Idempotent: a Deployment already at that template is left alone.
-func rollbackDeployment(ctx context.Context, env Env) (result.Result, int) {
+func rollbackDeployment(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 	var p rollbackParams
 	cs, err := env.prepare(&p, "Deployment")
 	if err != nil {
@@ -88,7 +88,7 @@ func rollbackDeployment(ctx context.Context, env Env) (result.Result, int) {
 		DryRun: env.DryRun,
 	}
 	if equality.Semantic.DeepEqual(d.Spec.Template, want) {
-		return result.Result{Success: true, Data: c, Output: fmt.Sprintf("deployment %s/%s already runs the template of revision %d", env.Namespace, env.Name, target)}, result.ExitSucceeded
+		return succeeded(fmt.Sprintf("deployment %s/%s already runs the template of revision %d", env.Namespace, env.Name, target), c)
 	}
 	patch, err := json.Marshal([]map[string]any{
 		{"op": "test", "path": "/metadata/resourceVersion", "value": d.ResourceVersion},
@@ -101,8 +101,8 @@ func rollbackDeployment(ctx context.Context, env Env) (result.Result, int) {
 		return fail(err, c)
 	}
 	c.Changed = true
-	return result.Result{Success: true, Data: c, Output: fmt.Sprintf("%s deployment %s/%s from revision %d to the template of revision %d",
-		env.verb("rolled back", "would roll back"), env.Namespace, env.Name, current, target)}, result.ExitSucceeded
+	return succeeded(fmt.Sprintf("%s deployment %s/%s from revision %d to the template of revision %d",
+		env.verb("rolled back", "would roll back"), env.Namespace, env.Name, current, target), c)
 }
 
 func images(t corev1.PodTemplateSpec) []string {

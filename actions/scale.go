@@ -7,7 +7,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // scaleParams are scale-deployment's parameters.
@@ -17,7 +17,7 @@ type scaleParams struct {
 
 // scaleDeployment sets a Deployment's replicas through its scale subresource. Idempotent: a
 // Deployment already at the count is left alone.
-func scaleDeployment(ctx context.Context, env Env) (result.Result, int) {
+func scaleDeployment(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 	var p scaleParams
 	cs, err := env.prepare(&p, "Deployment")
 	if err != nil {
@@ -34,7 +34,7 @@ func scaleDeployment(ctx context.Context, env Env) (result.Result, int) {
 	before := scale.Spec.Replicas
 	c := change{Before: map[string]int32{"replicas": before}, After: map[string]int32{"replicas": *p.Replicas}, DryRun: env.DryRun}
 	if before == *p.Replicas {
-		return result.Result{Success: true, Output: fmt.Sprintf("deployment %s/%s already has %d replicas", env.Namespace, env.Name, before), Data: c}, result.ExitSucceeded
+		return succeeded(fmt.Sprintf("deployment %s/%s already has %d replicas", env.Namespace, env.Name, before), c)
 	}
 	next := &autoscalingv1.Scale{ObjectMeta: scale.ObjectMeta, Spec: autoscalingv1.ScaleSpec{Replicas: *p.Replicas}}
 	updated, err := deployments.UpdateScale(ctx, env.Name, next, metav1.UpdateOptions{DryRun: env.dryRun()})
@@ -42,6 +42,5 @@ func scaleDeployment(ctx context.Context, env Env) (result.Result, int) {
 		return fail(err, c)
 	}
 	c.After, c.Changed = map[string]int32{"replicas": updated.Spec.Replicas}, true
-	return result.Result{Success: true, Data: c,
-		Output: fmt.Sprintf("%s deployment %s/%s from %d to %d replicas", env.verb("scaled", "would scale"), env.Namespace, env.Name, before, updated.Spec.Replicas)}, result.ExitSucceeded
+	return succeeded(fmt.Sprintf("%s deployment %s/%s from %d to %d replicas", env.verb("scaled", "would scale"), env.Namespace, env.Name, before, updated.Spec.Replicas), c)
 }

@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kubernaut/kubernaut-executor/actions/internal/result"
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // testActionParams drive test-action, the action the executor's own tests run.
@@ -54,37 +54,38 @@ type callResult struct {
 }
 
 // testAction succeeds, fails, sleeps and prints as its parameters say.
-func testAction(ctx context.Context, env Env) (result.Result, int) {
+func testAction(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 	var p testActionParams
 	// Lenient: the suites run it under templates with parameters of their own.
 	if err := json.Unmarshal(env.Parameters, &p); err != nil {
-		return result.Result{Error: err.Error()}, result.ExitDoNotRetry
+		return failed(v1alpha1.ExitFinal, err.Error(), nil)
 	}
 	data := map[string]any{"attempt": env.Attempt, "target": env.Namespace + "/" + env.Name, "dryRun": env.DryRun}
 	if len(p.APICalls) > 0 {
 		calls, refused, err := makeCalls(ctx, p.APICalls)
 		if err != nil {
-			return result.Result{Error: err.Error()}, result.ExitRetryable
+			return failed(v1alpha1.ExitRetryable, err.Error(), nil)
 		}
 		data["calls"] = calls
 		if len(refused) > 0 {
-			return result.Result{Error: strings.Join(refused, "; "), Data: data}, result.ExitDoNotRetry
+			return failed(v1alpha1.ExitFinal, strings.Join(refused, "; "), data)
 		}
 	}
 	if p.SleepSeconds > 0 {
 		select {
 		case <-time.After(time.Duration(p.SleepSeconds) * time.Second):
 		case <-ctx.Done():
-			return result.Result{Error: "stopped by a signal while sleeping"}, result.ExitRetryable
+			return failed(v1alpha1.ExitRetryable, "stopped by a signal while sleeping", nil)
 		}
 	}
-	res, code := result.Result{Success: true, Output: p.Output, Data: data}, result.ExitSucceeded
+	res, code := succeeded(p.Output, data)
 	if p.Fail || env.Attempt < p.FailUntilAttempt {
 		code = p.ExitCode
 		if code == 0 {
-			code = result.ExitRetryable
+			code = v1alpha1.ExitRetryable
 		}
-		res = result.Result{Output: p.Output, Error: fmt.Sprintf("test-action failed on attempt %d as asked", env.Attempt), Data: data}
+		res, code = failed(code, fmt.Sprintf("test-action failed on attempt %d as asked", env.Attempt), data)
+		res.Output = p.Output
 	}
 	if p.NoResult {
 		fmt.Println(p.Output)

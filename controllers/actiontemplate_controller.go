@@ -99,14 +99,14 @@ func (r *ActionTemplateReconciler) uncovered(ctx context.Context, rules []rbacv1
 	ceiling := &rbacv1.ClusterRole{}
 	err := r.Get(ctx, types.NamespacedName{Name: r.CeilingName}, ceiling)
 	if apierrors.IsNotFound(err) {
-		return fmt.Sprintf("the RBAC ceiling ClusterRole %q does not exist (or lacks the label %s=%s), so no rule can be granted", r.CeilingName, LabelPartOf, PartOfValue), nil
+		return fmt.Sprintf("the RBAC ceiling ClusterRole %q does not exist (or lacks the label %s=%s), so no rule can be granted", r.CeilingName, v1alpha1.LabelPartOf, v1alpha1.PartOfValue), nil
 	}
 	if err != nil {
 		return "", err
 	}
 	if missing := grants.Uncovered(ceiling.Rules, rules); missing != nil {
 		return fmt.Sprintf("rules not covered by the RBAC ceiling %q: %s (an administrator can add a ceiling fragment: a ClusterRole labelled %s=true)",
-			r.CeilingName, grants.FormatRules(missing), LabelAggregateToCeiling), nil
+			r.CeilingName, grants.FormatRules(missing), v1alpha1.LabelAggregateToCeiling), nil
 	}
 	return "", nil
 }
@@ -118,7 +118,7 @@ func (r *ActionTemplateReconciler) reconcileClusterRole(ctx context.Context, tpl
 	}
 	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: TemplateClusterRoleName(tpl.Name)}}
 	_, err := controllerutil.CreateOrPatch(ctx, r.Client, role, func() error {
-		role.Labels = mergeLabels(role.Labels, map[string]string{LabelManagedBy: ManagedByValue, LabelPartOf: PartOfValue, LabelActionType: tpl.Name})
+		role.Labels = mergeLabels(role.Labels, map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelPartOf: v1alpha1.PartOfValue, v1alpha1.LabelActionType: tpl.Name})
 		role.Rules = tpl.Spec.RBAC.Rules
 		return controllerutil.SetControllerReference(tpl, role, r.Scheme())
 	})

@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
 // CacheOptions limits the manager's cache of Jobs, pods, ServiceAccounts and RBAC objects to the
@@ -16,15 +18,15 @@ import (
 // own: no ConfigMap anywhere else is ever read. namespace must not be empty (Setup refuses an
 // empty Config.Namespace): for the cache, empty means every namespace.
 func CacheOptions(namespace string) cache.Options {
-	managed := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
-	hasAction, err := labels.NewRequirement(LabelPredefinedAction, selection.Exists, nil)
+	managed := labels.SelectorFromSet(labels.Set{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue})
+	hasAction, err := labels.NewRequirement(v1alpha1.LabelPredefinedAction, selection.Exists, nil)
 	if err != nil {
 		panic(err) // the key is a valid constant
 	}
 	predefined := labels.NewSelector().Add(*hasAction)
 	// ClusterRoles: the executor's own and the ceiling, which the chart or an administrator
 	// creates; all are part of the executor.
-	partOf := labels.SelectorFromSet(labels.Set{LabelPartOf: PartOfValue})
+	partOf := labels.SelectorFromSet(labels.Set{v1alpha1.LabelPartOf: v1alpha1.PartOfValue})
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&batchv1.Job{}:               {Label: managed},
 		&corev1.Pod{}:                {Label: managed},

@@ -59,7 +59,7 @@ func (s *GrantSweeper) Sweep(ctx context.Context) (int, error) {
 	}
 	var candidates []client.Object
 	for _, list := range lists {
-		if err := s.List(ctx, list, client.HasLabels{LabelExecutionUID}); err != nil {
+		if err := s.List(ctx, list, client.HasLabels{v1alpha1.LabelExecutionUID}); err != nil {
 			return 0, err
 		}
 		items, err := meta.ExtractList(list)
@@ -73,8 +73,8 @@ func (s *GrantSweeper) Sweep(ctx context.Context) (int, error) {
 	gone := map[types.UID]bool{}
 	deleted := 0
 	for _, o := range candidates {
-		uid := types.UID(o.GetLabels()[LabelExecutionUID])
-		namespace := o.GetLabels()[LabelExecutionNamespace]
+		uid := types.UID(o.GetLabels()[v1alpha1.LabelExecutionUID])
+		namespace := o.GetLabels()[v1alpha1.LabelExecutionNamespace]
 		if _, known := gone[uid]; !known {
 			exists, err := s.executionExists(ctx, namespace, uid)
 			if err != nil {

@@ -51,7 +51,7 @@ func deployment(ns, name string) *appsv1.Deployment {
 
 func grantsOf(ctx context.Context, obj *v1alpha1.KubernetesExecution) func() int {
 	return func() int {
-		sel := client.MatchingLabels{controllers.LabelExecutionUID: string(obj.UID)}
+		sel := client.MatchingLabels{v1alpha1.LabelExecutionUID: string(obj.UID)}
 		roles, bindings := &rbacv1.RoleList{}, &rbacv1.RoleBindingList{}
 		croles, cbindings := &rbacv1.ClusterRoleList{}, &rbacv1.ClusterRoleBindingList{}
 		Expect(k8s.List(ctx, roles, sel)).To(Succeed())

@@ -88,10 +88,10 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 	if obj.Status.Phase.IsTerminal() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
 	}
-	if !controllerutil.ContainsFinalizer(obj, GrantFinalizer) {
+	if !controllerutil.ContainsFinalizer(obj, v1alpha1.GrantFinalizer) {
 		// Before any grant exists, so that none can outlive the execution.
 		orig := obj.DeepCopy()
-		controllerutil.AddFinalizer(obj, GrantFinalizer)
+		controllerutil.AddFinalizer(obj, v1alpha1.GrantFinalizer)
 		if err := r.Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
@@ -122,14 +122,14 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 // execution ends, and when it is deleted before it ends (its Jobs go with it through their
 // owner references).
 func (r *KubernetesExecutionReconciler) reconcileDelete(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
-	if !controllerutil.ContainsFinalizer(obj, GrantFinalizer) {
+	if !controllerutil.ContainsFinalizer(obj, v1alpha1.GrantFinalizer) {
 		return nil
 	}
 	if err := r.revokeGrant(ctx, obj); err != nil {
 		return err
 	}
 	orig := obj.DeepCopy()
-	controllerutil.RemoveFinalizer(obj, GrantFinalizer)
+	controllerutil.RemoveFinalizer(obj, v1alpha1.GrantFinalizer)
 	err := r.Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 	return client.IgnoreNotFound(err)
 }
@@ -233,7 +233,7 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 // computed from, and records an Event when the phase changed.
 func (r *KubernetesExecutionReconciler) writeStatus(ctx context.Context, before, obj *v1alpha1.KubernetesExecution) error {
 	obj.Status.ObservedGeneration = obj.Generation
-	obj.Status.RetryCount = max(int32(len(obj.Status.Attempts))-1, 0)
+	obj.Status.RetryCount = max(attemptCount(obj)-1, 0)
 	if equality.Semantic.DeepEqual(before.Status, obj.Status) {
 		return nil
 	}
@@ -344,14 +344,9 @@ func jobFinishedCondition(job *batchv1.Job) *batchv1.JobCondition {
 	return nil
 }
 
-// truncate keeps attempt messages within the API's bound.
-func truncate(s string) string {
-	const limit = 1024
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit-len("…[truncated]")] + "…[truncated]"
-}
+// truncate keeps an attempt's message short (the API allows 4 KiB; the result keeps the whole
+// output), cut at a rune boundary with the contract's marker.
+func truncate(s string) string { return v1alpha1.TruncateUTF8(s, 1024) }
 
 // actionTypeIndex indexes executions by spec.action.type.
 const actionTypeIndex = ".spec.action.type"

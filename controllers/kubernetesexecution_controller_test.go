@@ -178,9 +178,9 @@ var _ = Describe("KubernetesExecution", func() {
 		Expect(jobs).To(HaveLen(1))
 		job := jobs[0]
 		Expect(job.Name).To(Equal("succeed-1"))
-		Expect(job.Labels).To(HaveKeyWithValue(controllers.LabelExecution, "succeed"))
-		Expect(job.Labels).To(HaveKeyWithValue(controllers.LabelActionType, testTemplate))
-		Expect(job.Labels).To(HaveKeyWithValue(controllers.LabelAttempt, "1"))
+		Expect(job.Labels).To(HaveKeyWithValue(v1alpha1.LabelExecution, "succeed"))
+		Expect(job.Labels).To(HaveKeyWithValue(v1alpha1.LabelActionType, testTemplate))
+		Expect(job.Labels).To(HaveKeyWithValue(v1alpha1.LabelAttempt, "1"))
 		Expect(metav1.IsControlledBy(&job, got)).To(BeTrue())
 		Expect(*job.Spec.BackoffLimit).To(BeEquivalentTo(0))
 		Expect(job.Spec.ActiveDeadlineSeconds).NotTo(BeNil())

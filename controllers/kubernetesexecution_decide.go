@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -192,7 +193,7 @@ func afterFailure(obj *v1alpha1.KubernetesExecution, o observation, a *v1alpha1.
 			fmt.Sprintf("attempt %d failed and %s: %s", a.Number, reason, out.Error), now)
 		return
 	}
-	retries := int32(len(obj.Status.Attempts)) - 1
+	retries := attemptCount(obj) - 1
 	if limit := validation.MaxRetries(obj); retries >= limit {
 		failExecution(obj, v1alpha1.ReasonMaxRetriesExceeded,
 			fmt.Sprintf("max retries exceeded: %s failed (maxRetries %d); last error: %s", attemptsWord(len(obj.Status.Attempts)), limit, out.Error), now)
@@ -262,7 +263,7 @@ func decideNextAttempt(obj *v1alpha1.KubernetesExecution, o observation) int32 {
 	default:
 		return 0
 	}
-	return int32(len(obj.Status.Attempts)) + 1
+	return attemptCount(obj) + 1
 }
 
 // requeueAfter is when time alone would change the outcome: the end of a backoff or the
@@ -284,6 +285,12 @@ func startedAttempt(obj *v1alpha1.KubernetesExecution, number int32, jobName str
 	obj.Status.NextRetryTime = nil
 	setPhase(obj, v1alpha1.PhaseRunning, v1alpha1.ReasonProgressing,
 		fmt.Sprintf("Attempt %d of %d is running as Job %s", number, validation.MaxRetries(obj)+1, jobName), now)
+}
+
+// attemptCount is the number of attempts recorded, as the API's int32. The CRD allows at most
+// 11 (status.attempts MaxItems); the clamp keeps the conversion exact whatever the list holds.
+func attemptCount(obj *v1alpha1.KubernetesExecution) int32 {
+	return int32(min(len(obj.Status.Attempts), math.MaxInt32))
 }
 
 // deadline is when the execution times out. Without its template (deleted while an attempt

@@ -17,19 +17,6 @@ import (
 	"github.com/kubernaut/kubernaut-executor/internal/grants"
 )
 
-// Labels on the ServiceAccount and RBAC objects of a grant.
-const (
-	// LabelExecutionNamespace is the namespace of the execution a grant is for.
-	LabelExecutionNamespace = "kubernaut.io/execution-namespace"
-	// LabelExecutionUID is the UID of the execution a grant is for.
-	LabelExecutionUID = "kubernaut.io/execution-uid"
-	// LabelAggregateToCeiling marks the ClusterRoles that make up the RBAC ceiling.
-	LabelAggregateToCeiling = "kubernaut.io/aggregate-to-ceiling"
-
-	// GrantFinalizer keeps an execution until its grant is revoked.
-	GrantFinalizer = "kubernaut.io/revoke-grant"
-)
-
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings;clusterrolebindings,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;delete
@@ -51,8 +38,8 @@ func grantName(obj *v1alpha1.KubernetesExecution) string {
 // execution is gone.
 func grantLabels(obj *v1alpha1.KubernetesExecution) map[string]string {
 	return map[string]string{
-		LabelManagedBy: ManagedByValue, LabelPartOf: PartOfValue, LabelActionType: obj.Spec.Action.Type,
-		LabelExecution: LabelValue(obj.Name), LabelExecutionNamespace: obj.Namespace, LabelExecutionUID: string(obj.UID),
+		v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelPartOf: v1alpha1.PartOfValue, v1alpha1.LabelActionType: obj.Spec.Action.Type,
+		v1alpha1.LabelExecution: LabelValue(obj.Name), v1alpha1.LabelExecutionNamespace: obj.Namespace, v1alpha1.LabelExecutionUID: string(obj.UID),
 	}
 }
 
@@ -128,7 +115,7 @@ func (r *KubernetesExecutionReconciler) ensureRole(ctx context.Context, role cli
 	case err != nil:
 		return "", err
 	}
-	if have.GetLabels()[LabelExecutionUID] != role.GetLabels()[LabelExecutionUID] || !same(have) {
+	if have.GetLabels()[v1alpha1.LabelExecutionUID] != role.GetLabels()[v1alpha1.LabelExecutionUID] || !same(have) {
 		return "", fmt.Errorf("%T %s exists and is not this execution's grant", have, client.ObjectKeyFromObject(role))
 	}
 	return have.GetUID(), nil
@@ -166,7 +153,7 @@ func (r *KubernetesExecutionReconciler) ensureServiceAccount(ctx context.Context
 	if err != nil {
 		return fmt.Errorf("creating ServiceAccount %s: %w", key, err)
 	}
-	if sa.Labels[LabelExecutionUID] != string(obj.UID) {
+	if sa.Labels[v1alpha1.LabelExecutionUID] != string(obj.UID) {
 		// An earlier execution of the same name whose revocation is still under way.
 		return fmt.Errorf("ServiceAccount %s belongs to another execution; waiting until it is removed", key)
 	}
@@ -212,7 +199,7 @@ func (r *KubernetesExecutionReconciler) deleteOwned(ctx context.Context, obj *v1
 	if err != nil {
 		return err
 	}
-	if o.GetLabels()[LabelExecutionUID] != string(obj.UID) || !o.GetDeletionTimestamp().IsZero() {
+	if o.GetLabels()[v1alpha1.LabelExecutionUID] != string(obj.UID) || !o.GetDeletionTimestamp().IsZero() {
 		return nil
 	}
 	err = r.Delete(ctx, o, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: ptr.To(o.GetUID())})

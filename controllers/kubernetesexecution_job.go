@@ -18,24 +18,7 @@ import (
 	"github.com/kubernaut/kubernaut-executor/internal/validation"
 )
 
-// Labels the executor puts on the Jobs and pods it creates.
 const (
-	// LabelExecution names the KubernetesExecution (shortened with a hash when longer than 63).
-	LabelExecution = "kubernaut.io/execution"
-	// LabelActionType names the action's template.
-	LabelActionType = "kubernaut.io/action-type"
-	// LabelAttempt is the attempt number, from 1.
-	LabelAttempt = "kubernaut.io/attempt"
-	// LabelManagedBy marks objects the executor manages.
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	// ManagedByValue is the value of LabelManagedBy.
-	ManagedByValue = "kubernaut-executor"
-	// LabelPartOf marks every object of the executor's installation, created by it or for it
-	// (the RBAC ceiling and its fragments).
-	LabelPartOf = "app.kubernetes.io/part-of"
-	// PartOfValue is the value of LabelPartOf.
-	PartOfValue = "kubernaut-executor"
-
 	// ActionContainerName is the name of the container that runs the action.
 	ActionContainerName = "action"
 
@@ -122,10 +105,10 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 		resources = *tpl.Spec.Resources
 	}
 	labels := map[string]string{
-		LabelExecution:  LabelValue(obj.Name),
-		LabelActionType: obj.Spec.Action.Type,
-		LabelAttempt:    strconv.Itoa(int(in.Attempt)),
-		LabelManagedBy:  ManagedByValue,
+		v1alpha1.LabelExecution:  LabelValue(obj.Name),
+		v1alpha1.LabelActionType: obj.Spec.Action.Type,
+		v1alpha1.LabelAttempt:    strconv.Itoa(int(in.Attempt)),
+		v1alpha1.LabelManagedBy:  v1alpha1.ManagedByValue,
 	}
 	// The Job controller stops the pod at the execution's deadline even if the manager is down.
 	deadline := max(int64(math.Ceil(in.Remaining.Seconds())), 1)

@@ -26,18 +26,6 @@ import (
 )
 
 const (
-	// LabelPredefinedAction names a predefined action. On a ConfigMap in the manager's namespace
-	// it marks the ConfigMap as the source of that action's ActionTemplate; on an ActionTemplate
-	// it marks a template the manager created from such a ConfigMap; on a ceiling fragment it
-	// names the action whose rules the fragment carries.
-	LabelPredefinedAction = "kubernaut.io/predefined-action"
-	// AnnotationPredefinedSource, on an ActionTemplate the manager created, names the ConfigMap
-	// it was created from, as <namespace>/<name>.
-	AnnotationPredefinedSource = "kubernaut.io/predefined-source"
-	// PredefinedTemplateKey is the data key of a predefined action's ConfigMap that holds the
-	// ActionTemplate, as YAML.
-	PredefinedTemplateKey = "actiontemplate.yaml"
-
 	// ReasonInvalidPredefinedAction is the reason of the Warning Event on a predefined action's
 	// ConfigMap that does not hold a usable ActionTemplate.
 	ReasonInvalidPredefinedAction = "InvalidPredefinedAction"
@@ -49,7 +37,7 @@ const (
 
 // PredefinedTemplateReconciler installs the predefined actions a Helm release enables. The chart
 // installs one ConfigMap per enabled action in the manager's own namespace, labelled
-// kubernaut.io/predefined-action and holding the action's ActionTemplate; this reconciler creates
+// v1alpha1.LabelPredefinedAction and holding the action's ActionTemplate; this reconciler creates
 // the template from it and marks it as created from that ConfigMap. Only the release's admins
 // can write ConfigMaps in that namespace, and the manager reads no other ConfigMap, so no other
 // object can install a template. Disabling the action removes the ConfigMap and the reconciler
@@ -101,49 +89,50 @@ func (r *PredefinedTemplateReconciler) Reconcile(ctx context.Context, req ctrl.R
 
 // PredefinedTemplate returns the ActionTemplate that a predefined action's ConfigMap holds, as
 // the manager installs it: the name, labels, annotations and spec of the YAML under
-// PredefinedTemplateKey, marked with LabelPredefinedAction and AnnotationPredefinedSource. The
-// template's name must be the ConfigMap's LabelPredefinedAction value.
+// v1alpha1.PredefinedTemplateKey, marked with v1alpha1.LabelPredefinedAction and
+// v1alpha1.AnnotationPredefinedSource. The template's name must be the ConfigMap's
+// v1alpha1.LabelPredefinedAction value.
 func PredefinedTemplate(cm *corev1.ConfigMap) (*v1alpha1.ActionTemplate, error) {
 	source := PredefinedSource(cm)
-	action := cm.Labels[LabelPredefinedAction]
+	action := cm.Labels[v1alpha1.LabelPredefinedAction]
 	if action == "" {
-		return nil, fmt.Errorf("ConfigMap %s has no %s label", source, LabelPredefinedAction)
+		return nil, fmt.Errorf("ConfigMap %s has no %s label", source, v1alpha1.LabelPredefinedAction)
 	}
-	raw, ok := cm.Data[PredefinedTemplateKey]
+	raw, ok := cm.Data[v1alpha1.PredefinedTemplateKey]
 	if !ok {
-		return nil, fmt.Errorf("ConfigMap %s has no %s key", source, PredefinedTemplateKey)
+		return nil, fmt.Errorf("ConfigMap %s has no %s key", source, v1alpha1.PredefinedTemplateKey)
 	}
 	parsed := &v1alpha1.ActionTemplate{}
 	if err := yaml.UnmarshalStrict([]byte(raw), parsed); err != nil {
-		return nil, fmt.Errorf("ConfigMap %s: %s is not an ActionTemplate: %w", source, PredefinedTemplateKey, err)
+		return nil, fmt.Errorf("ConfigMap %s: %s is not an ActionTemplate: %w", source, v1alpha1.PredefinedTemplateKey, err)
 	}
 	if gvk := parsed.GroupVersionKind(); gvk != v1alpha1.GroupVersion.WithKind("ActionTemplate") {
 		return nil, fmt.Errorf("ConfigMap %s: %s holds apiVersion %q kind %q, not an ActionTemplate of %s",
-			source, PredefinedTemplateKey, parsed.APIVersion, parsed.Kind, v1alpha1.GroupVersion)
+			source, v1alpha1.PredefinedTemplateKey, parsed.APIVersion, parsed.Kind, v1alpha1.GroupVersion)
 	}
 	if parsed.Name != action {
 		return nil, fmt.Errorf("ConfigMap %s: %s holds the ActionTemplate %q but the label %s names %q",
-			source, PredefinedTemplateKey, parsed.Name, LabelPredefinedAction, action)
+			source, v1alpha1.PredefinedTemplateKey, parsed.Name, v1alpha1.LabelPredefinedAction, action)
 	}
 	tpl := &v1alpha1.ActionTemplate{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        parsed.Name,
-			Labels:      mergeLabels(maps.Clone(parsed.Labels), map[string]string{LabelPredefinedAction: parsed.Name}),
-			Annotations: mergeLabels(maps.Clone(parsed.Annotations), map[string]string{AnnotationPredefinedSource: source}),
+			Labels:      mergeLabels(maps.Clone(parsed.Labels), map[string]string{v1alpha1.LabelPredefinedAction: parsed.Name}),
+			Annotations: mergeLabels(maps.Clone(parsed.Annotations), map[string]string{v1alpha1.AnnotationPredefinedSource: source}),
 		},
 		Spec: parsed.Spec,
 	}
 	return tpl, nil
 }
 
-// PredefinedSource is the value of AnnotationPredefinedSource for templates created from cm.
+// PredefinedSource is the value of v1alpha1.AnnotationPredefinedSource for templates created from cm.
 func PredefinedSource(cm *corev1.ConfigMap) string {
 	return cm.Namespace + "/" + cm.Name
 }
 
 // controlledBy reports whether tpl was created from the ConfigMap named source.
 func controlledBy(tpl *v1alpha1.ActionTemplate, source string) bool {
-	return tpl.Labels[LabelPredefinedAction] == tpl.Name && tpl.Annotations[AnnotationPredefinedSource] == source
+	return tpl.Labels[v1alpha1.LabelPredefinedAction] == tpl.Name && tpl.Annotations[v1alpha1.AnnotationPredefinedSource] == source
 }
 
 // reconcileTemplate creates the template want, or brings the one it created earlier up to date.
@@ -167,7 +156,7 @@ func (r *PredefinedTemplateReconciler) reconcileTemplate(ctx context.Context, cm
 		logger.Info("not installing a predefined action: an ActionTemplate of that name exists that the executor did not create from this ConfigMap")
 		r.Recorder.Eventf(cm, tpl, corev1.EventTypeWarning, ReasonTemplateNotControlled, "InstallActionTemplate",
 			"ActionTemplate %s exists and was not created from this ConfigMap (it lacks %s=%s and %s=%s); it is left unchanged, delete it to install the predefined action",
-			tpl.Name, LabelPredefinedAction, tpl.Name, AnnotationPredefinedSource, source)
+			tpl.Name, v1alpha1.LabelPredefinedAction, tpl.Name, v1alpha1.AnnotationPredefinedSource, source)
 		return nil
 	case !tpl.DeletionTimestamp.IsZero():
 		// Its deletion event brings the ConfigMap back here, to create it again.
@@ -238,7 +227,7 @@ func templateWriteError(verb, name string, err error) error {
 // another template.
 func (r *PredefinedTemplateReconciler) reconcileOrphans(ctx context.Context, source types.NamespacedName, keep string) error {
 	list := &v1alpha1.ActionTemplateList{}
-	if err := r.List(ctx, list, client.HasLabels{LabelPredefinedAction}); err != nil {
+	if err := r.List(ctx, list, client.HasLabels{v1alpha1.LabelPredefinedAction}); err != nil {
 		return fmt.Errorf("listing predefined ActionTemplates: %w", err)
 	}
 	for i := range list.Items {
@@ -263,14 +252,14 @@ func (r *PredefinedTemplateReconciler) reconcileOrphans(ctx context.Context, sou
 // that name that the manager did not create is deleted).
 func (r *PredefinedTemplateReconciler) configMapsFor(ctx context.Context, obj client.Object) []reconcile.Request {
 	var out []reconcile.Request
-	if _, marked := obj.GetLabels()[LabelPredefinedAction]; marked {
-		ns, name, ok := strings.Cut(obj.GetAnnotations()[AnnotationPredefinedSource], "/")
+	if _, marked := obj.GetLabels()[v1alpha1.LabelPredefinedAction]; marked {
+		ns, name, ok := strings.Cut(obj.GetAnnotations()[v1alpha1.AnnotationPredefinedSource], "/")
 		if ok && ns == r.Namespace && name != "" {
 			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}})
 		}
 	}
 	list := &corev1.ConfigMapList{}
-	if err := r.List(ctx, list, client.InNamespace(r.Namespace), client.MatchingLabels{LabelPredefinedAction: obj.GetName()}); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(r.Namespace), client.MatchingLabels{v1alpha1.LabelPredefinedAction: obj.GetName()}); err != nil {
 		log.FromContext(ctx).Error(err, "listing predefined actions' ConfigMaps", "template", obj.GetName())
 		return out
 	}
@@ -290,7 +279,7 @@ func (r *PredefinedTemplateReconciler) SetupWithManager(mgr ctrl.Manager) error 
 		return fmt.Errorf("the predefined actions' reconciler needs the manager's namespace")
 	}
 	predefined := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		_, ok := o.GetLabels()[LabelPredefinedAction]
+		_, ok := o.GetLabels()[v1alpha1.LabelPredefinedAction]
 		return ok && o.GetNamespace() == r.Namespace
 	})
 	return ctrl.NewControllerManagedBy(mgr).

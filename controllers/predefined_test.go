@@ -50,9 +50,9 @@ func predefinedConfigMap(namespace, action, body string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: namespace, Name: "kubernaut-executor-action-" + action,
-			Labels: map[string]string{controllers.LabelPredefinedAction: action},
+			Labels: map[string]string{v1alpha1.LabelPredefinedAction: action},
 		},
-		Data: map[string]string{controllers.PredefinedTemplateKey: body},
+		Data: map[string]string{v1alpha1.PredefinedTemplateKey: body},
 	}
 }
 
@@ -98,13 +98,13 @@ func templateAbsent(ctx context.Context, name string) func() bool {
 // created from cm, with the image of cm's template.
 func waitInstalled(ctx context.Context, cm *corev1.ConfigMap, image string) *v1alpha1.ActionTemplate {
 	GinkgoHelper()
-	action := cm.Labels[controllers.LabelPredefinedAction]
+	action := cm.Labels[v1alpha1.LabelPredefinedAction]
 	tpl := &v1alpha1.ActionTemplate{}
 	Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: action}, tpl)).To(Succeed())
-		g.Expect(tpl.Labels).To(HaveKeyWithValue(controllers.LabelPredefinedAction, action))
-		g.Expect(tpl.Labels).To(HaveKeyWithValue("app.kubernetes.io/part-of", "kubernaut-executor"))
-		g.Expect(tpl.Annotations).To(HaveKeyWithValue(controllers.AnnotationPredefinedSource, cm.Namespace+"/"+cm.Name))
+		g.Expect(tpl.Labels).To(HaveKeyWithValue(v1alpha1.LabelPredefinedAction, action))
+		g.Expect(tpl.Labels).To(HaveKeyWithValue(v1alpha1.LabelPartOf, v1alpha1.PartOfValue))
+		g.Expect(tpl.Annotations).To(HaveKeyWithValue(v1alpha1.AnnotationPredefinedSource, cm.Namespace+"/"+cm.Name))
 		g.Expect(tpl.Spec.Image).To(Equal(image))
 	}).Should(Succeed())
 	return tpl
@@ -156,7 +156,7 @@ var _ = Describe("Predefined ActionTemplates", func() {
 		}).Should(Succeed())
 		Consistently(writesTo).Should(HaveLen(1), "only the create")
 
-		cm.Data[controllers.PredefinedTemplateKey] = predefinedTemplate("pd-installed", "kubernaut-actions-v2")
+		cm.Data[v1alpha1.PredefinedTemplateKey] = predefinedTemplate("pd-installed", "kubernaut-actions-v2")
 		Expect(k8s.Update(ctx, cm)).To(Succeed())
 		waitInstalled(ctx, cm, "kubernaut-actions-v2")
 
@@ -227,8 +227,8 @@ var _ = Describe("Predefined ActionTemplates", func() {
 		fragment := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{
 			Name: "pd-evil-fragment",
 			Labels: map[string]string{
-				controllers.LabelAggregateToCeiling: "true", controllers.LabelPredefinedAction: "pd-evil",
-				controllers.LabelPartOf: controllers.PartOfValue,
+				v1alpha1.LabelAggregateToCeiling: "true", v1alpha1.LabelPredefinedAction: "pd-evil",
+				v1alpha1.LabelPartOf: v1alpha1.PartOfValue,
 			},
 			Annotations: map[string]string{"kubernaut.io/action-template": predefinedTemplate("pd-evil", "evil.example/x:1")},
 		}}
@@ -299,7 +299,7 @@ var _ = Describe("Predefined ActionTemplates", func() {
 			g.Expect(got.Spec).To(Equal(original.Spec))
 			g.Expect(got.OwnerReferences).To(Equal(original.OwnerReferences))
 			g.Expect(got.Labels).To(Equal(original.Labels))
-			g.Expect(got.Annotations).NotTo(HaveKey(controllers.AnnotationPredefinedSource))
+			g.Expect(got.Annotations).NotTo(HaveKey(v1alpha1.AnnotationPredefinedSource))
 		}, neverAppears).Should(Succeed())
 
 		// Once the administrator deletes theirs, the action is installed.

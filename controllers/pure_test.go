@@ -3,6 +3,7 @@ package controllers
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,41 @@ func TestParseOutcome(t *testing.T) {
 	}
 }
 
+// TestParseOutcomeRoundTrip checks that the executor reads back what an action reports with the
+// shared v1alpha1.ActionResult, cut as the action cuts it.
+func TestParseOutcomeRoundTrip(t *testing.T) {
+	yes, no := true, false
+	long := strings.Repeat("é", v1alpha1.MaxResultBytes)
+	tests := []struct {
+		name     string
+		in       v1alpha1.ActionResult
+		exitCode int32
+		want     outcome
+	}{
+		{"success with data", v1alpha1.ActionResult{Success: &yes, Output: "scaled", Data: json.RawMessage(`{"replicas":3}`)}, v1alpha1.ExitSucceeded,
+			outcome{Success: true, Output: "scaled", Data: &apiextensionsv1.JSON{Raw: []byte(`{"replicas":3}`)}}},
+		{"retryable failure", v1alpha1.ActionResult{Success: &no, Error: "conflict"}, v1alpha1.ExitRetryable, outcome{Error: "conflict"}},
+		{"final failure without an error", v1alpha1.ActionResult{Success: &no}, v1alpha1.ExitFinal, outcome{Error: "the action exited with code 2"}},
+		{"cut output", v1alpha1.ActionResult{Success: &yes, Output: v1alpha1.TruncateUTF8(long, 1024)}, v1alpha1.ExitSucceeded,
+			outcome{Success: true, Output: v1alpha1.TruncateUTF8(long, 1024)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := parseOutcome(string(b), tt.exitCode)
+			if got.Success != tt.want.Success || got.Output != tt.want.Output || got.Error != tt.want.Error {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+			if (got.Data == nil) != (tt.want.Data == nil) || (got.Data != nil && string(got.Data.Raw) != string(tt.want.Data.Raw)) {
+				t.Fatalf("data = %v, want %v", got.Data, tt.want.Data)
+			}
+		})
+	}
+}
+
 func TestExecutionConditions(t *testing.T) {
 	tests := []struct {
 		phase     v1alpha1.ExecutionPhase
@@ -177,7 +213,7 @@ func TestBuildJob(t *testing.T) {
 			Args:  []string{"scale-deployment", "--replicas={{ .Parameters.replicas }}", "--mode={{ .Parameters.mode }}"},
 			Env: []v1alpha1.TemplatedEnvVar{
 				{Name: "TARGET", Value: "{{ .Target.Namespace }}/{{ .Target.Name }}"},
-				{Name: "TARGET_NAME", Value: "spoofed"},
+				{Name: v1alpha1.EnvTargetName, Value: "spoofed"},
 			},
 			Parameters: &apiextensionsv1.JSON{Raw: []byte(`{"properties":{"mode":{"default":"patch"}}}`)},
 		},
@@ -212,15 +248,15 @@ func TestBuildJob(t *testing.T) {
 		env[e.Name] = e.Value
 	}
 	for k, v := range map[string]string{
-		"ACTION_TYPE": "scale-deployment", "TARGET_NAMESPACE": "prod", "TARGET_KIND": "Deployment",
-		"TARGET_NAME": "web", "ACTION_PARAMETERS": `{"mode":"patch","replicas":3}`, "DRY_RUN": "true",
-		"EXECUTION_ATTEMPT": "2", "TARGET": "prod/web",
+		v1alpha1.EnvActionType: "scale-deployment", v1alpha1.EnvTargetNamespace: "prod", v1alpha1.EnvTargetKind: "Deployment",
+		v1alpha1.EnvTargetName: "web", v1alpha1.EnvActionParameters: `{"mode":"patch","replicas":3}`, v1alpha1.EnvDryRun: "true",
+		v1alpha1.EnvExecutionAttempt: "2", "TARGET": "prod/web",
 	} {
 		if env[k] != v {
 			t.Errorf("env %s = %q, want %q", k, env[k], v)
 		}
 	}
-	if job.Labels[LabelAttempt] != "2" || job.Spec.Template.Labels[LabelExecution] != "fix" {
+	if job.Labels[v1alpha1.LabelAttempt] != "2" || job.Spec.Template.Labels[v1alpha1.LabelExecution] != "fix" {
 		t.Errorf("labels %v / %v", job.Labels, job.Spec.Template.Labels)
 	}
 	sc := c.SecurityContext

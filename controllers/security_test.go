@@ -236,7 +236,7 @@ var _ = Describe("The executor is never a way around RBAC", func() {
 		Expect(k8s.Create(ctx, owner)).To(Succeed())
 		decoy := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "decoy", Labels: map[string]string{
-				batchv1.ControllerUidLabel: string(job.UID), batchv1.JobNameLabel: job.Name, controllers.LabelManagedBy: controllers.ManagedByValue,
+				batchv1.ControllerUidLabel: string(job.UID), batchv1.JobNameLabel: job.Name, v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue,
 			}, OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID, Controller: ptr.To(true)}}},
 			Spec: corev1.PodSpec{NodeName: "nowhere", Containers: []corev1.Container{{
 				Name: controllers.ActionContainerName, Image: "registry.invalid/decoy:1",
@@ -269,7 +269,7 @@ var _ = Describe("The executor is never a way around RBAC", func() {
 		Expect(k8s.Create(ctx, obj)).To(Succeed())
 		podsOf := func(g Gomega) []corev1.Pod {
 			pods := &corev1.PodList{}
-			g.Expect(k8s.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{controllers.LabelExecution: obj.Name})).To(Succeed())
+			g.Expect(k8s.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelExecution: obj.Name})).To(Succeed())
 			return pods.Items
 		}
 		var pod corev1.Pod

@@ -2,7 +2,6 @@ package controllers_test
 
 import (
 	"context"
-	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -18,18 +17,16 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/controllers"
 	"github.com/kubernaut/kubernaut-executor/internal/grants"
+	"github.com/kubernaut/kubernaut-executor/internal/manager"
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 	"github.com/kubernaut/kubernaut-executor/test/localcluster"
 	"github.com/kubernaut/kubernaut-executor/webhooks"
@@ -88,7 +85,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	out, err := e2eutil.Kubectl(cluster.Kubeconfig, "", "apply", "-f", filepath.Join(e2eutil.RepoRoot(), "config", "rbac"))
 	Expect(err).NotTo(HaveOccurred(), out)
 	Expect(k8s.Create(ctx, &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-test-actions", Labels: map[string]string{controllers.LabelAggregateToCeiling: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-test-actions", Labels: map[string]string{v1alpha1.LabelAggregateToCeiling: "true"}},
 		Rules:      ceilingFragment,
 	})).To(Succeed())
 	Eventually(func(g Gomega) {
@@ -131,15 +128,22 @@ func recordingAdmission(ctx context.Context, cfg *rest.Config) (client.Client, e
 	}), nil
 }
 
-// startManager starts the executor's manager as its own ServiceAccount.
+// startManager starts the executor's manager as its own ServiceAccount, built as the shipped
+// binary builds it, without the webhooks (the suite's client records admission instead).
 func startManager() {
-	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(e2eutil.Namespace),
+	mgrCtx, cancel := context.WithCancel(context.Background())
+	mgr, err := manager.New(mgrCtx, managerConfig, manager.Options{
+		Namespace: e2eutil.Namespace,
+		Executor: controllers.ExecutorOptions{
+			Backoff:      testBackoff,
+			JobTTL:       time.Hour,
+			ActionImages: map[string]string{"kubernaut-actions": localcluster.ActionsImage + ":test"},
+		},
+		Clock: testClock,
+		// Short, so the sweep spec sees a sweep soon; a sweep removes nothing of a live execution.
+		SweepInterval: 2 * time.Second,
 		// The suite restarts the manager in one process; controller names repeat.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		SkipNameValidation: true,
 		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
 			c, err := client.NewWithWatch(cfg, opts)
 			if err != nil {
@@ -148,20 +152,10 @@ func startManager() {
 			return interceptor.NewClient(c, writes.funcs()), nil
 		},
 	})
+	if err != nil {
+		cancel()
+	}
 	Expect(err).NotTo(HaveOccurred())
-	mgrCtx, cancel := context.WithCancel(context.Background())
-	Expect(controllers.Setup(mgrCtx, mgr, controllers.Config{
-		ExecutorOptions: controllers.ExecutorOptions{
-			Backoff:      testBackoff,
-			JobTTL:       time.Hour,
-			ActionImages: map[string]string{"kubernaut-actions": localcluster.ActionsImage + ":test"},
-		},
-		Namespace: e2eutil.Namespace,
-		Clock:     testClock,
-		Random:    rand.Float64,
-		// Short, so the sweep spec sees a sweep soon; a sweep removes nothing of a live execution.
-		SweepInterval: 2 * time.Second,
-	})).To(Succeed())
 	stopMgr, mgrDone = cancel, make(chan struct{})
 	go func() {
 		defer GinkgoRecover()

@@ -63,9 +63,10 @@ say "helm install kubernaut-executor (CRDs, the manager's Deployment, its RBAC a
   --set manager.image.tag=dev --set executor.actionImage.tag=dev --set executor.retryBackoff=3s \
   --wait --timeout 3m 2>&1 | grep -v 'found symbolic link'
 kubectl -n kubernaut-system get deployment,pods,services -o wide
-# The manager creates each enabled action's template from its ceiling fragment.
+# The manager creates each enabled action's template (every one in templates/) from its ConfigMap.
+shipped=$(ls "$root"/templates/*.yaml | wc -l)
 for _ in $(seq 120); do
-  [ "$(kubectl get actiontemplates -o name 2>/dev/null | wc -l)" -ge 7 ] && break
+  [ "$(kubectl get actiontemplates -o name 2>/dev/null | wc -l)" -ge "$shipped" ] && break
   sleep 0.5
 done
 kubectl wait --for=condition=Ready actiontemplate --all --timeout=60s >/dev/null

@@ -55,8 +55,8 @@ func (v *ActionTemplateValidator) validate(ctx context.Context, tpl *v1alpha1.Ac
 		}
 		if missing := grants.Uncovered(ceiling.Rules, rules); missing != nil {
 			errs = append(errs, field.Forbidden(field.NewPath("spec", "rbac", "rules"),
-				fmt.Sprintf("not covered by the RBAC ceiling %q: %s; an administrator must first add a ceiling fragment (a ClusterRole labelled kubernaut.io/aggregate-to-ceiling=true)",
-					v.CeilingName, grants.FormatRules(missing))))
+				fmt.Sprintf("not covered by the RBAC ceiling %q: %s; an administrator must first add a ceiling fragment (a ClusterRole labelled %s=true)",
+					v.CeilingName, grants.FormatRules(missing), v1alpha1.LabelAggregateToCeiling)))
 		}
 	}
 	if len(errs) > 0 {

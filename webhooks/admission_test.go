@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
-	"github.com/kubernaut/kubernaut-executor/controllers"
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 )
 
@@ -201,7 +200,7 @@ var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func()
 
 	It("rejects an execution of a template that is not ready", func(ctx SpecContext) {
 		fragment := &rbacv1.ClusterRole{
-			ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-shrinking", Labels: map[string]string{controllers.LabelAggregateToCeiling: "true"}},
+			ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-shrinking", Labels: map[string]string{v1alpha1.LabelAggregateToCeiling: "true"}},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}},
 		}
 		Expect(k8s.Create(ctx, fragment)).To(Succeed())

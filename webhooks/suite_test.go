@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/controllers"
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 	"github.com/kubernaut/kubernaut-executor/test/localcluster"
@@ -44,7 +45,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(e2eutil.InstallRBAC(ctx, cluster, k8s)).To(Succeed())
 	Expect(k8s.Create(ctx, &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-webhook-tests", Labels: map[string]string{controllers.LabelAggregateToCeiling: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-webhook-tests", Labels: map[string]string{v1alpha1.LabelAggregateToCeiling: "true"}},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"}}},
 	})).To(Succeed())
 	stopMgr, err = e2eutil.StartManager(ctx, cluster, scheme, controllers.ExecutorOptions{

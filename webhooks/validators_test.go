@@ -263,7 +263,7 @@ func TestKubernetesExecutionValidator(t *testing.T) {
 		t.Fatalf("spec change: %v", got)
 	}
 	relabelled := old.DeepCopy()
-	relabelled.Finalizers = []string{"kubernaut.io/revoke-grant"}
+	relabelled.Finalizers = []string{v1alpha1.GrantFinalizer}
 	if _, err := v.ValidateUpdate(context.Background(), old, relabelled); err != nil {
 		t.Fatalf("a finalizer change was refused: %v", err)
 	}
@@ -299,7 +299,7 @@ func TestActionTemplateValidator(t *testing.T) {
 			}
 		}, want: []string{"spec.rbac.rules: FieldValueForbidden", "spec.rbac.rules[0].resources[0]: FieldValueForbidden", "spec.rbac.rules[1].verbs[0]: FieldValueForbidden"}},
 		{name: "reserved env and timeouts out of order", mutate: func(tpl *v1alpha1.ActionTemplate) {
-			tpl.Spec.Env = []v1alpha1.TemplatedEnvVar{{Name: "DRY_RUN", Value: "false"}}
+			tpl.Spec.Env = []v1alpha1.TemplatedEnvVar{{Name: v1alpha1.EnvDryRun, Value: "false"}}
 			tpl.Spec.DefaultTimeout = &metav1.Duration{Duration: 3600e9}
 		}, want: []string{"spec.defaultTimeout: FieldValueInvalid", "spec.env[0].name: FieldValueForbidden"}},
 	}

@@ -358,7 +358,7 @@ func (b *budget) guard(v ...any) (any, error) {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		n = val.Uint()
 	case reflect.Array, reflect.Slice, reflect.Map:
-		n = uint64(val.Len())
+		n = uint64(val.Len()) //nolint:gosec // G115: a length is never negative, so it fits a uint64.
 	case reflect.Chan, reflect.Func:
 		return nil, fmt.Errorf("cannot range over a %s in action templates", val.Kind())
 	}

@@ -121,7 +121,7 @@ func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
 func predefinedConfigMaps(t *testing.T, objs map[string][]*unstructured.Unstructured) map[string]*corev1.ConfigMap {
 	out := map[string]*corev1.ConfigMap{}
 	for _, u := range objs["ConfigMap"] {
-		if name := u.GetLabels()[controllers.LabelPredefinedAction]; name != "" {
+		if name := u.GetLabels()[v1alpha1.LabelPredefinedAction]; name != "" {
 			out[name] = convert[corev1.ConfigMap](t, u)
 		}
 	}
@@ -132,28 +132,17 @@ func predefinedConfigMaps(t *testing.T, objs map[string][]*unstructured.Unstruct
 func predefinedFragments(t *testing.T, objs map[string][]*unstructured.Unstructured) map[string]*rbacv1.ClusterRole {
 	out := map[string]*rbacv1.ClusterRole{}
 	for _, u := range objs["ClusterRole"] {
-		if name := u.GetLabels()["kubernaut.io/predefined-action"]; name != "" {
+		if name := u.GetLabels()[v1alpha1.LabelPredefinedAction]; name != "" {
 			out[name] = convert[rbacv1.ClusterRole](t, u)
 		}
 	}
 	return out
 }
 
+// shippedTemplates returns the templates in templates/ by name.
 func shippedTemplates(t *testing.T) map[string]*v1alpha1.ActionTemplate {
-	files, err := filepath.Glob(filepath.Join(e2eutil.RepoRoot(), "templates", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no templates: %v", err)
-	}
 	out := map[string]*v1alpha1.ActionTemplate{}
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tpl := &v1alpha1.ActionTemplate{}
-		if err := yaml.UnmarshalStrict(raw, tpl); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+	for _, tpl := range shippedFiles(t) {
 		out[tpl.Name] = tpl
 	}
 	return out
@@ -177,11 +166,11 @@ func TestPredefinedTemplatesDoNotDrift(t *testing.T) {
 		if cm.Namespace != "kubernaut-system" || cm.Name != "kx-kubernaut-executor-action-"+name {
 			t.Errorf("%s: ConfigMap %s/%s, want kubernaut-system/kx-kubernaut-executor-action-%s", name, cm.Namespace, cm.Name, name)
 		}
-		if cm.Labels["app.kubernetes.io/instance"] != "kx" || cm.Labels["app.kubernetes.io/part-of"] != "kubernaut-executor" {
+		if cm.Labels[v1alpha1.LabelInstance] != "kx" || cm.Labels[v1alpha1.LabelPartOf] != v1alpha1.PartOfValue {
 			t.Errorf("%s: ConfigMap labels %v lack the chart's", name, cm.Labels)
 		}
 		raw := &v1alpha1.ActionTemplate{}
-		if err := yaml.UnmarshalStrict([]byte(cm.Data[controllers.PredefinedTemplateKey]), raw); err != nil {
+		if err := yaml.UnmarshalStrict([]byte(cm.Data[v1alpha1.PredefinedTemplateKey]), raw); err != nil {
 			t.Fatal(err)
 		}
 		if !equality.Semantic.DeepEqual(raw, want) {
@@ -193,8 +182,8 @@ func TestPredefinedTemplatesDoNotDrift(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if got.Name != name || !equality.Semantic.DeepEqual(got.Spec, want.Spec) ||
-			got.Labels[controllers.LabelPredefinedAction] != name ||
-			got.Annotations[controllers.AnnotationPredefinedSource] != "kubernaut-system/kx-kubernaut-executor-action-"+name {
+			got.Labels[v1alpha1.LabelPredefinedAction] != name ||
+			got.Annotations[v1alpha1.AnnotationPredefinedSource] != "kubernaut-system/kx-kubernaut-executor-action-"+name {
 			t.Errorf("%s: the manager would install %+v", name, got.ObjectMeta)
 		}
 		if len(fragment.Annotations) != 0 {
@@ -204,6 +193,63 @@ func TestPredefinedTemplatesDoNotDrift(t *testing.T) {
 			t.Errorf("%s: ceiling fragment rules %v differ from the template's %v", name, fragment.Rules, want.Spec.RBAC.Rules)
 		}
 	}
+}
+
+// TestActionsComeFromTemplates checks that the chart's list of actions is templates/ alone: the
+// default values name no action, every template is installed unless turned off, turning one off
+// removes exactly its ConfigMap, fragment and the hook's right to delete the ConfigMap, and every
+// template's file is named after it (the chart names each action by its file).
+func TestActionsComeFromTemplates(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if actions, _ := ch.Values["actions"].(map[string]any); len(actions) != 0 {
+		t.Errorf("values.yaml lists actions %v: the templates in templates/ are the list", actions)
+	}
+	shipped := shippedTemplates(t)
+	for file, tpl := range shippedFiles(t) {
+		if file != tpl.Name {
+			t.Errorf("templates/%s.yaml holds the ActionTemplate %q", file, tpl.Name)
+		}
+	}
+	for name := range shipped {
+		objs, err := render(t, "", map[string]any{"actions": map[string]any{name: false}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fragments, configMaps := predefinedFragments(t, objs), predefinedConfigMaps(t, objs)
+		if fragments[name] != nil || configMaps[name] != nil || len(fragments) != len(shipped)-1 || len(configMaps) != len(shipped)-1 {
+			t.Errorf("%s: false: %d fragments, %d ConfigMaps, want every other action's", name, len(fragments), len(configMaps))
+		}
+		role := convert[rbacv1.Role](t, find(t, objs, "Role", "kx-kubernaut-executor-manager"))
+		for _, r := range role.Rules {
+			if contains(r.ResourceNames, "kx-kubernaut-executor-action-"+name) {
+				t.Errorf("%s: false: the hook may still delete its ConfigMap", name)
+			}
+		}
+	}
+}
+
+// shippedFiles returns the templates in templates/ by file name, without .yaml.
+func shippedFiles(t *testing.T) map[string]*v1alpha1.ActionTemplate {
+	files, err := filepath.Glob(filepath.Join(e2eutil.RepoRoot(), "templates", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no templates: %v", err)
+	}
+	out := map[string]*v1alpha1.ActionTemplate{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tpl := &v1alpha1.ActionTemplate{}
+		if err := yaml.UnmarshalStrict(raw, tpl); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out[strings.TrimSuffix(filepath.Base(f), ".yaml")] = tpl
+	}
+	return out
 }
 
 // generatedManagerRules returns the rules of the manager's ClusterRole and of its Role, as
@@ -332,7 +378,7 @@ func TestDefaultValues(t *testing.T) {
 	if strings.Join(resources, ",") != "actiontemplates,kubernetesexecutions" {
 		t.Errorf("the webhooks match %v, want only the executor's two resources", resources)
 	}
-	if len(predefinedFragments(t, objs)) != 7 || len(predefinedConfigMaps(t, objs)) != 7 {
+	if n := len(shippedTemplates(t)); len(predefinedFragments(t, objs)) != n || len(predefinedConfigMaps(t, objs)) != n {
 		t.Errorf("%d predefined fragments, %d ConfigMaps", len(predefinedFragments(t, objs)), len(predefinedConfigMaps(t, objs)))
 	}
 	// The manager's role holds no escalating verb and no wildcard.
@@ -350,7 +396,7 @@ func TestDefaultValues(t *testing.T) {
 func TestEveryActionOff(t *testing.T) {
 	objs := mustRender(t, "no-actions-values.yaml")
 	if n, m := len(predefinedFragments(t, objs)), len(predefinedConfigMaps(t, objs)); n != 0 || m != 0 {
-		t.Fatalf("%d predefined fragments and %d ConfigMaps with every action off", n, m)
+		t.Fatalf("%d predefined fragments and %d ConfigMaps with every action off: ci/no-actions-values.yaml must turn off every template in templates/", n, m)
 	}
 	// No action, no ConfigMap to delete: the hook's rule must not be left without names, which
 	// would grant deleting every ConfigMap of the namespace.
@@ -391,7 +437,7 @@ func TestCustomCeilingFragment(t *testing.T) {
 			continue
 		}
 		role := convert[rbacv1.ClusterRole](t, u)
-		if role.Labels["kubernaut.io/aggregate-to-ceiling"] != "true" || len(role.Rules) != 1 || role.Rules[0].Resources[0] != "statefulsets/scale" {
+		if role.Labels[v1alpha1.LabelAggregateToCeiling] != "true" || len(role.Rules) != 1 || role.Rules[0].Resources[0] != "statefulsets/scale" {
 			t.Fatalf("fragment %+v", role)
 		}
 		return
@@ -438,7 +484,8 @@ func TestBadValuesFailWithTheSchemasMessage(t *testing.T) {
 	}{
 		{"typo", map[string]any{"acitons": map[string]any{}}, "additional properties 'acitons' not allowed"},
 		{"wrong type", map[string]any{"actions": map[string]any{"scale-deployment": "yes"}}, "at '/actions/scale-deployment': got string, want boolean"},
-		{"unknown action", map[string]any{"actions": map[string]any{"reboot-cluster": true}}, "additional properties 'reboot-cluster' not allowed"},
+		{"unknown action", map[string]any{"actions": map[string]any{"reboot-cluster": false}},
+			"actions.reboot-cluster: no predefined action has that name (there are: collect-logs, "},
 		{"escalating custom fragment", map[string]any{"ceiling": map[string]any{"extraFragments": map[string]any{"x": []any{
 			map[string]any{"apiGroups": []any{"rbac.authorization.k8s.io"}, "resources": []any{"roles"}, "verbs": []any{"escalate"}}}}}},
 			"/ceiling/extraFragments/x/0/verbs/0"},

@@ -33,7 +33,7 @@ func restricted(params string) corev1.PodSpec {
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 		Containers: []corev1.Container{{
 			Name: "app", Image: testImage, Args: []string{"test-action"},
-			Env: []corev1.EnvVar{{Name: "ACTION_PARAMETERS", Value: params}},
+			Env: []corev1.EnvVar{{Name: v1alpha1.EnvActionParameters, Value: params}},
 			SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false),
 				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 		}},

@@ -27,8 +27,8 @@ var (
 	stopMgr func()
 )
 
-// predefined are the shipped templates, by name.
-var predefined = []string{"scale-deployment", "restart-pod", "rollback-deployment", "cordon-node", "collect-logs", "drain-node", "restart-deployment"}
+// predefined are the shipped templates, by name: one per file in templates/.
+var predefined = e2eutil.PredefinedActions()
 
 func TestActions(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -61,7 +61,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		Eventually(func(g Gomega) {
 			tpl := &v1alpha1.ActionTemplate{}
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, tpl)).To(Succeed())
-			g.Expect(tpl.Labels).To(HaveKeyWithValue(controllers.LabelPredefinedAction, name))
+			g.Expect(tpl.Labels).To(HaveKeyWithValue(v1alpha1.LabelPredefinedAction, name))
 			g.Expect(meta.IsStatusConditionTrue(tpl.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue(), "%s: %v", name, tpl.Status.Conditions)
 		}).Should(Succeed())
 	}

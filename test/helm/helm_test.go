@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
-	"github.com/kubernaut/kubernaut-executor/controllers"
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 	"github.com/kubernaut/kubernaut-executor/test/localcluster"
 )
@@ -105,13 +104,13 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		d := &appsv1.Deployment{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: release}, d)).To(Succeed())
 		Expect(d.Status.ReadyReplicas).To(BeEquivalentTo(1))
-		for _, name := range []string{"scale-deployment", "restart-pod", "rollback-deployment", "cordon-node", "collect-logs", "drain-node", "restart-deployment"} {
+		for _, name := range e2eutil.PredefinedActions() {
 			Eventually(templateReady(ctx, name)).Should(Succeed(), name)
 			// Created from the action's ConfigMap in the release's namespace, and marked so.
 			tpl := &v1alpha1.ActionTemplate{}
 			Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, tpl)).To(Succeed())
-			Expect(tpl.Labels).To(HaveKeyWithValue(controllers.LabelPredefinedAction, name))
-			Expect(tpl.Annotations).To(HaveKeyWithValue(controllers.AnnotationPredefinedSource, namespace+"/"+release+"-action-"+name))
+			Expect(tpl.Labels).To(HaveKeyWithValue(v1alpha1.LabelPredefinedAction, name))
+			Expect(tpl.Annotations).To(HaveKeyWithValue(v1alpha1.AnnotationPredefinedSource, namespace+"/"+release+"-action-"+name))
 			Expect(tpl.OwnerReferences).To(BeEmpty())
 			fragment := &rbacv1.ClusterRole{}
 			Expect(k8s.Get(ctx, client.ObjectKey{Name: "kubernaut-executor-ceiling-" + name}, fragment)).To(Succeed())
@@ -178,7 +177,7 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		// An administrator's fragment for a custom action, outside the release: it stays, and the
 		// pre-delete hook must not wait for the ceiling to lose its rules.
 		custom := &rbacv1.ClusterRole{
-			ObjectMeta: metav1.ObjectMeta{Name: "admin-custom-fragment", Labels: map[string]string{controllers.LabelAggregateToCeiling: "true"}},
+			ObjectMeta: metav1.ObjectMeta{Name: "admin-custom-fragment", Labels: map[string]string{v1alpha1.LabelAggregateToCeiling: "true"}},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"statefulsets/scale"}, Verbs: []string{"get", "update"}}},
 		}
 		Expect(k8s.Create(ctx, custom)).To(Succeed())
@@ -199,7 +198,7 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(custom), custom)).To(Succeed(), "the administrator's fragment stays")
 		Eventually(func(g Gomega) {
 			cms := &corev1.ConfigMapList{}
-			g.Expect(k8s.List(ctx, cms, client.InNamespace(namespace), client.HasLabels{controllers.LabelPredefinedAction})).To(Succeed())
+			g.Expect(k8s.List(ctx, cms, client.InNamespace(namespace), client.HasLabels{v1alpha1.LabelPredefinedAction})).To(Succeed())
 			g.Expect(cms.Items).To(BeEmpty())
 			templates := &v1alpha1.ActionTemplateList{}
 			g.Expect(k8s.List(ctx, templates)).To(Succeed())
@@ -208,10 +207,10 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 			g.Expect(k8s.List(ctx, webhooks)).To(Succeed())
 			g.Expect(webhooks.Items).To(BeEmpty())
 			bindings := &rbacv1.ClusterRoleBindingList{}
-			g.Expect(k8s.List(ctx, bindings, client.MatchingLabels{"app.kubernetes.io/part-of": "kubernaut-executor"})).To(Succeed())
+			g.Expect(k8s.List(ctx, bindings, client.MatchingLabels{v1alpha1.LabelPartOf: v1alpha1.PartOfValue})).To(Succeed())
 			g.Expect(bindings.Items).To(BeEmpty())
 			roles := &rbacv1.ClusterRoleList{}
-			g.Expect(k8s.List(ctx, roles, client.MatchingLabels{"app.kubernetes.io/part-of": "kubernaut-executor"})).To(Succeed())
+			g.Expect(k8s.List(ctx, roles, client.MatchingLabels{v1alpha1.LabelPartOf: v1alpha1.PartOfValue})).To(Succeed())
 			g.Expect(roles.Items).To(BeEmpty())
 			deployments := &appsv1.DeploymentList{}
 			g.Expect(k8s.List(ctx, deployments, client.InNamespace(namespace))).To(Succeed())

@@ -70,7 +70,7 @@ type Cluster struct {
 	removeDir string
 	env       *envtest.Environment
 	kcm       *exec.Cmd
-	kcmDone   chan error
+	kcmDone   chan struct{}
 	stopAgent context.CancelFunc
 	agentDone chan error
 }
@@ -205,8 +205,13 @@ func (c *Cluster) startControllerManager(opts Options, certDir string) error {
 	if err := c.kcm.Start(); err != nil {
 		return fmt.Errorf("starting kube-controller-manager: %w", err)
 	}
-	c.kcmDone = make(chan error, 1)
-	go func() { c.kcmDone <- c.kcm.Wait(); logFile.Close() }()
+	c.kcmDone = make(chan struct{})
+	go func() {
+		defer close(c.kcmDone)
+		// Only Stop ends kube-controller-manager, by killing it: Wait's error says just that.
+		_ = c.kcm.Wait()
+		_ = logFile.Close()
+	}()
 	return nil
 }
 
@@ -251,8 +256,9 @@ func freePort(host string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port := l.Addr().(*net.TCPAddr).Port
+	// The port is free for the caller only once this listener is closed.
+	return port, l.Close()
 }
 
 // Namespace creates a namespace with labels and returns its name; names are unique per call.

@@ -174,7 +174,7 @@ func (a *Agent) registerNode(ctx context.Context, name string) error {
 			// Only the address: the API server would dial a Hostname address first, and the node's
 			// name does not resolve.
 			Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
-			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(a.logPort)}},
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(a.logPort)}}, //nolint:gosec // G115: a TCP port is at most 65535.
 			NodeInfo: corev1.NodeSystemInfo{
 				KubeletVersion: "v1.37.2", OperatingSystem: "linux", Architecture: "amd64",
 				ContainerRuntimeVersion: "local-process://1",

@@ -74,13 +74,12 @@ type logLine struct {
 
 // readLog parses a CRI log file.
 func readLog(path string) ([]logLine, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var out []logLine
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), " ", 4)

@@ -1,90 +1,83 @@
-// Package result writes an action's outcome as the executor reads it: one JSON object
-// (success, output, error, data) in the container's termination message.
+// Package result writes an action's v1alpha1.ActionResult as the executor reads it: one JSON
+// object of at most v1alpha1.MaxResultBytes in the container's termination message.
 package result
 
 import (
 	"encoding/json"
 	"os"
+	"strings"
 	"unicode/utf8"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
-
-// Exit codes of the project's actions. The predefined templates mark ExitDoNotRetry as
-// non-retryable.
-const (
-	// ExitSucceeded: the action did what it was asked.
-	ExitSucceeded = 0
-	// ExitRetryable: the action failed and a retry may succeed (a conflict, a PDB refusal).
-	ExitRetryable = 1
-	// ExitDoNotRetry: the action failed and a retry cannot help (bad input, target missing).
-	ExitDoNotRetry = 2
-)
-
-// MaxMessageBytes is the kubelet's limit on a termination message.
-const MaxMessageBytes = 4096
-
-// TruncatedMarker ends an output that was cut to fit the termination message.
-const TruncatedMarker = "\n…[output truncated to fit the 4 KiB termination message]"
 
 // DefaultPath is where Kubernetes reads the termination message from; TERMINATION_MESSAGE_PATH
 // overrides it (the local node agent gives each pod its own file).
 const DefaultPath = "/dev/termination-log"
 
-// Result is the contract.
-type Result struct {
-	Success bool   `json:"success"`
-	Output  string `json:"output,omitempty"`
-	Error   string `json:"error,omitempty"`
-	Data    any    `json:"data,omitempty"`
+// WithData returns r with v, encoded as JSON, as its data. When v cannot be encoded, r has no
+// data and its error says why.
+func WithData(r v1alpha1.ActionResult, v any) v1alpha1.ActionResult {
+	if v == nil {
+		return r
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		r.Data = nil
+		r.Error = joinErr(r.Error, "data could not be encoded: "+err.Error())
+		return r
+	}
+	r.Data = b
+	return r
 }
 
-// Encode returns r as JSON of at most MaxMessageBytes. When it does not fit, the output is cut
-// (at a UTF-8 boundary) and marked; if the rest alone is too large, the data is dropped first;
-// as a last resort the error is cut too. The result is always valid JSON.
-func Encode(r Result) []byte {
-	if b, err := json.Marshal(r); err == nil && len(b) <= MaxMessageBytes {
+// Encode returns r as JSON of at most v1alpha1.MaxResultBytes. When it does not fit, the output
+// is cut with v1alpha1.TruncateUTF8; if the rest alone is too large, the data is dropped first;
+// as a last resort the output is dropped and the error is cut too. Data that is not valid JSON
+// is dropped, and the error says so. The result is always valid JSON that
+// v1alpha1.ParseActionResult reads.
+func Encode(r v1alpha1.ActionResult) []byte {
+	b, err := json.Marshal(r)
+	if err == nil && len(b) <= v1alpha1.MaxResultBytes {
 		return b
-	} else if err != nil {
+	}
+	if err != nil {
 		r.Data = nil
 		r.Error = joinErr(r.Error, "data could not be encoded: "+err.Error())
 	}
-	if b, ok := fitOutput(r); ok {
+	if b, ok := fit(&r, &r.Output); ok {
 		return b
 	}
 	r.Data = nil
-	if b, ok := fitOutput(r); ok {
+	if b, ok := fit(&r, &r.Output); ok {
 		return b
 	}
 	r.Output = ""
-	for len(r.Error) > 0 {
-		r.Error = cut(r.Error, len(r.Error)-256) + "…"
-		if b, err := json.Marshal(r); err == nil && len(b) <= MaxMessageBytes {
-			return b
-		}
+	if b, ok := fit(&r, &r.Error); ok {
+		return b
 	}
-	b, _ := json.Marshal(Result{Success: r.Success, Error: "result too large"})
+	b, _ = json.Marshal(v1alpha1.ActionResult{Success: r.Success, Error: "result too large"})
 	return b
 }
 
-// fitOutput cuts r's output, marked, to the longest prefix with which r encodes within the
-// limit (a binary search: escaping makes a byte of output cost one to six bytes of JSON); false
-// if even an empty output does not fit.
-func fitOutput(r Result) ([]byte, bool) {
-	body := r.Output
+// fit cuts the text at field, one of r's, to the longest length with which r encodes within the
+// limit (a binary search: escaping makes a byte of text cost one to six bytes of JSON); false,
+// with the text left whole, if even an empty text does not fit.
+func fit(r *v1alpha1.ActionResult, field *string) ([]byte, bool) {
+	text := strings.ToValidUTF8(*field, string(utf8.RuneError))
 	encode := func(n int) ([]byte, bool) {
-		r.Output = ""
-		if n > 0 {
-			r.Output = cut(body, n) + TruncatedMarker
-		}
+		*field = v1alpha1.TruncateUTF8(text, n)
 		b, err := json.Marshal(r)
-		return b, err == nil && len(b) <= MaxMessageBytes
+		return b, err == nil && len(b) <= v1alpha1.MaxResultBytes
 	}
-	if b, err := json.Marshal(r); err == nil && len(b) <= MaxMessageBytes {
-		return b, true // the whole output fits
+	if b, ok := encode(len(text)); ok {
+		return b, true
 	}
 	if _, ok := encode(0); !ok {
+		*field = text
 		return nil, false
 	}
-	lo, hi := 0, min(len(body), MaxMessageBytes)
+	lo, hi := 0, min(len(text), v1alpha1.MaxResultBytes)
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
 		if _, ok := encode(mid); ok {
@@ -97,20 +90,6 @@ func fitOutput(r Result) ([]byte, bool) {
 	return b, true
 }
 
-// cut returns at most n bytes of s, ending on a rune boundary.
-func cut(s string, n int) string {
-	if n <= 0 {
-		return ""
-	}
-	if n >= len(s) {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 func joinErr(a, b string) string {
 	if a == "" {
 		return b
@@ -119,10 +98,10 @@ func joinErr(a, b string) string {
 }
 
 // Write writes r to the termination message path.
-func Write(r Result) error {
+func Write(r v1alpha1.ActionResult) error {
 	path := os.Getenv("TERMINATION_MESSAGE_PATH")
 	if path == "" {
 		path = DefaultPath
 	}
-	return os.WriteFile(path, Encode(r), 0o644)
+	return os.WriteFile(path, Encode(r), 0o600) //nolint:gosec // G703: the path is set by the pod's runner (see DefaultPath), not by the action's input.
 }

@@ -5,52 +5,109 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
+
+func ptrTo[T any](v T) *T { return &v }
 
 func TestEncode(t *testing.T) {
 	big := strings.Repeat("é", 5000) // 10000 bytes, two per rune
+	replicas := json.RawMessage(`{"replicas":3}`)
 	tests := []struct {
 		name          string
-		in            Result
+		in            v1alpha1.ActionResult
 		wantOutputEnd string
+		wantErrorPart string
 		wantData      bool
 	}{
-		{name: "fits", in: Result{Success: true, Output: "ok", Data: map[string]int{"replicas": 3}}, wantOutputEnd: "ok", wantData: true},
-		{name: "output truncated with marker", in: Result{Success: true, Output: big, Data: map[string]int{"replicas": 3}}, wantOutputEnd: TruncatedMarker, wantData: true},
-		{name: "huge data dropped", in: Result{Success: false, Output: "x", Data: map[string]string{"blob": strings.Repeat("a", 9000)}}, wantOutputEnd: "x"},
-		{name: "unencodable data dropped", in: Result{Success: false, Data: func() {}}},
+		{name: "fits", in: v1alpha1.ActionResult{Success: ptrTo(true), Output: "ok", Data: replicas}, wantOutputEnd: "ok", wantData: true},
+		{name: "output truncated with marker", in: v1alpha1.ActionResult{Success: ptrTo(true), Output: big, Data: replicas}, wantOutputEnd: v1alpha1.TruncationMarker, wantData: true},
+		{name: "huge data dropped", in: v1alpha1.ActionResult{Success: ptrTo(false), Output: "x", Data: json.RawMessage(`{"blob":"` + strings.Repeat("a", 9000) + `"}`)}, wantOutputEnd: "x"},
+		{name: "invalid data dropped", in: v1alpha1.ActionResult{Success: ptrTo(false), Data: json.RawMessage(`{"blob":`)}, wantErrorPart: "data could not be encoded"},
+		{name: "huge error cut", in: v1alpha1.ActionResult{Success: ptrTo(false), Output: big, Error: big}, wantErrorPart: v1alpha1.TruncationMarker},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := Encode(tt.in)
-			if len(b) > MaxMessageBytes {
-				t.Fatalf("encoded %d bytes, limit %d", len(b), MaxMessageBytes)
+			if len(b) > v1alpha1.MaxResultBytes {
+				t.Fatalf("encoded %d bytes, limit %d", len(b), v1alpha1.MaxResultBytes)
 			}
-			var got map[string]any
-			if err := json.Unmarshal(b, &got); err != nil {
-				t.Fatalf("invalid JSON: %v", err)
+			got, ok := v1alpha1.ParseActionResult(string(b))
+			if !ok {
+				t.Fatalf("not a result: %s", b)
 			}
-			if got["success"] != tt.in.Success {
-				t.Fatalf("success = %v", got["success"])
+			if *got.Success != *tt.in.Success {
+				t.Fatalf("success = %v", *got.Success)
 			}
-			out, _ := got["output"].(string)
-			if !utf8.ValidString(out) || !strings.HasSuffix(out, tt.wantOutputEnd) {
-				t.Fatalf("output ends %q, want suffix %q", out[max(0, len(out)-40):], tt.wantOutputEnd)
+			if !utf8.ValidString(got.Output) || !strings.HasSuffix(got.Output, tt.wantOutputEnd) {
+				t.Fatalf("output ends %q, want suffix %q", got.Output[max(0, len(got.Output)-40):], tt.wantOutputEnd)
 			}
-			if _, has := got["data"]; has != tt.wantData {
+			if !strings.Contains(got.Error, tt.wantErrorPart) {
+				t.Fatalf("error %q does not contain %q", got.Error, tt.wantErrorPart)
+			}
+			if has := got.Data != nil; has != tt.wantData {
 				t.Fatalf("data present = %v, want %v", has, tt.wantData)
 			}
 		})
 	}
 }
 
+func TestWithData(t *testing.T) {
+	r := WithData(v1alpha1.ActionResult{Success: ptrTo(true)}, map[string]int{"replicas": 3})
+	if string(r.Data) != `{"replicas":3}` || r.Error != "" {
+		t.Fatalf("data %s, error %q", r.Data, r.Error)
+	}
+	if r := WithData(v1alpha1.ActionResult{Error: "boom"}, nil); r.Data != nil || r.Error != "boom" {
+		t.Fatalf("no data: data %s, error %q", r.Data, r.Error)
+	}
+	r = WithData(v1alpha1.ActionResult{Error: "boom"}, func() {})
+	if r.Data != nil || !strings.HasPrefix(r.Error, "boom; data could not be encoded: ") {
+		t.Fatalf("unencodable data: data %s, error %q", r.Data, r.Error)
+	}
+}
+
+// FuzzEncode checks that whatever an action reports, the executor reads it back: the encoded
+// result fits the termination message and v1alpha1.ParseActionResult, the executor's parser,
+// returns it, with the output and error whole, cut and marked, or dropped.
 func FuzzEncode(f *testing.F) {
 	f.Add("output", "error", strings.Repeat("z", 5000))
 	f.Add("\xff\xfe", "", "")
+	f.Add(strings.Repeat("€", 1400), strings.Repeat("<&>", 300), `{"replicas":3}`)
 	f.Fuzz(func(t *testing.T, output, errText, data string) {
-		b := Encode(Result{Output: output, Error: errText, Data: data})
-		if len(b) > MaxMessageBytes || !json.Valid(b) {
+		raw := json.RawMessage(data)
+		if !json.Valid(raw) {
+			raw, _ = json.Marshal(data)
+		}
+		in := v1alpha1.ActionResult{Success: ptrTo(len(output)%2 == 0), Output: output, Error: errText, Data: raw}
+		b := Encode(in)
+		if len(b) > v1alpha1.MaxResultBytes || !json.Valid(b) {
 			t.Fatalf("invalid or oversized: %d bytes", len(b))
 		}
+		got, ok := v1alpha1.ParseActionResult(string(b))
+		if !ok {
+			t.Fatalf("the executor does not read it as a result: %s", b)
+		}
+		if got.Success == nil || *got.Success != *in.Success {
+			t.Fatalf("success %v, want %v", got.Success, *in.Success)
+		}
+		if !utf8.ValidString(got.Output) || !utf8.ValidString(got.Error) {
+			t.Fatalf("invalid UTF-8: %q, %q", got.Output, got.Error)
+		}
+		if utf8.ValidString(output) && !wholeCutOrDropped(got.Output, output) {
+			t.Fatalf("output %q is not the action's", got.Output)
+		}
+		if utf8.ValidString(errText) && got.Error != "result too large" && !wholeCutOrDropped(got.Error, errText) {
+			t.Fatalf("error %q is not the action's", got.Error)
+		}
 	})
+}
+
+// wholeCutOrDropped reports whether got is want, want cut and marked, or empty.
+func wholeCutOrDropped(got, want string) bool {
+	if got == want || got == "" {
+		return true
+	}
+	body, cut := strings.CutSuffix(got, v1alpha1.TruncationMarker)
+	return cut && strings.HasPrefix(want, body)
 }

@@ -63,3 +63,34 @@ kubernaut-executor-ceiling
 {{- define "kubernaut-executor.actionConfigMap" -}}
 {{ include "kubernaut-executor.fullname" (index . 0) }}-action-{{ index . 1 }}
 {{- end }}
+
+{{/*
+The enabled predefined actions, as a JSON list of names (read it with fromJsonArray): every
+ActionTemplate in files/actiontemplates (the repository's templates/, the one source), named by
+its file, unless .Values.actions says <name>: false. A name in .Values.actions with no template
+fails, and so does a template whose metadata.name differs from its file's name.
+*/}}
+{{- define "kubernaut-executor.actions" -}}
+{{- $values := .Values.actions | default dict }}
+{{- $shipped := dict }}
+{{- range $path, $_ := .Files.Glob "files/actiontemplates/*.yaml" }}
+{{- $name := base $path | trimSuffix ".yaml" }}
+{{- $tpl := fromYaml ($.Files.Get $path) }}
+{{- if ne $name (dig "metadata" "name" "" $tpl) }}
+{{- fail (printf "%s holds the ActionTemplate %q: a predefined action's file must be named after it" $path (dig "metadata" "name" "" $tpl)) }}
+{{- end }}
+{{- $_ := set $shipped $name true }}
+{{- end }}
+{{- range $name, $_ := $values }}
+{{- if not (hasKey $shipped $name) }}
+{{- fail (printf "actions.%s: no predefined action has that name (there are: %s)" $name (keys $shipped | sortAlpha | join ", ")) }}
+{{- end }}
+{{- end }}
+{{- $enabled := list }}
+{{- range $name := keys $shipped | sortAlpha }}
+{{- if or (not (hasKey $values $name)) (index $values $name) }}
+{{- $enabled = append $enabled $name }}
+{{- end }}
+{{- end }}
+{{- toJson $enabled }}
+{{- end }}

@@ -13,18 +13,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/controllers"
+	"github.com/kubernaut/kubernaut-executor/internal/manager"
 )
-
-// labelInstance is the label by which Helm's standard labels name the release.
-const labelInstance = "app.kubernetes.io/instance"
 
 // cleanupTimeout bounds the wait for kube-controller-manager to aggregate the ceiling again.
 const cleanupTimeout = 2 * time.Minute
@@ -35,11 +31,8 @@ const cleanupTimeout = 2 * time.Minute
 // manager would delete them too, but it may be gone before it gets to). Then it deletes the
 // release's ceiling fragments and waits until the aggregated ceiling no longer holds their rules.
 func cleanupCeiling(ctx context.Context, release, namespace, ceiling string) error {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := manager.Scheme()
+	if err != nil {
 		return err
 	}
 	c, err := client.New(ctrl.GetConfigOrDie(), client.Options{Scheme: scheme})
@@ -50,7 +43,7 @@ func cleanupCeiling(ctx context.Context, release, namespace, ceiling string) err
 	if err := deletePredefinedActions(ctx, c, release, namespace); err != nil {
 		return err
 	}
-	ours := client.MatchingLabels{controllers.LabelAggregateToCeiling: "true", labelInstance: release}
+	ours := client.MatchingLabels{v1alpha1.LabelAggregateToCeiling: "true", v1alpha1.LabelInstance: release}
 	if err := c.DeleteAllOf(ctx, &rbacv1.ClusterRole{}, ours); err != nil {
 		return fmt.Errorf("deleting the ceiling fragments: %w", err)
 	}
@@ -90,8 +83,8 @@ func cleanupCeiling(ctx context.Context, release, namespace, ceiling string) err
 // release's, and those of an earlier try of this hook.
 func deletePredefinedActions(ctx context.Context, c client.Client, release, namespace string) error {
 	cms := &corev1.ConfigMapList{}
-	if err := c.List(ctx, cms, client.InNamespace(namespace), client.HasLabels{controllers.LabelPredefinedAction},
-		client.MatchingLabels{labelInstance: release}); err != nil {
+	if err := c.List(ctx, cms, client.InNamespace(namespace), client.HasLabels{v1alpha1.LabelPredefinedAction},
+		client.MatchingLabels{v1alpha1.LabelInstance: release}); err != nil {
 		return fmt.Errorf("listing the predefined actions' ConfigMaps: %w", err)
 	}
 	for i := range cms.Items {
@@ -100,7 +93,7 @@ func deletePredefinedActions(ctx context.Context, c client.Client, release, name
 		}
 	}
 	templates := &v1alpha1.ActionTemplateList{}
-	if err := c.List(ctx, templates, client.HasLabels{controllers.LabelPredefinedAction}); err != nil {
+	if err := c.List(ctx, templates, client.HasLabels{v1alpha1.LabelPredefinedAction}); err != nil {
 		if meta.IsNoMatchError(err) {
 			return nil // no ActionTemplate CRD, so no template
 		}
@@ -108,7 +101,7 @@ func deletePredefinedActions(ctx context.Context, c client.Client, release, name
 	}
 	// The ConfigMaps that remain in namespace: another release's, whose templates stay.
 	remaining := &corev1.ConfigMapList{}
-	if err := c.List(ctx, remaining, client.InNamespace(namespace), client.HasLabels{controllers.LabelPredefinedAction}); err != nil {
+	if err := c.List(ctx, remaining, client.InNamespace(namespace), client.HasLabels{v1alpha1.LabelPredefinedAction}); err != nil {
 		return fmt.Errorf("listing the predefined actions' ConfigMaps: %w", err)
 	}
 	keep := map[string]bool{}
@@ -117,7 +110,7 @@ func deletePredefinedActions(ctx context.Context, c client.Client, release, name
 	}
 	for i := range templates.Items {
 		tpl := &templates.Items[i]
-		source := tpl.Annotations[controllers.AnnotationPredefinedSource]
+		source := tpl.Annotations[v1alpha1.AnnotationPredefinedSource]
 		if !strings.HasPrefix(source, namespace+"/") || keep[source] {
 			continue
 		}
@@ -143,7 +136,7 @@ func remainingRules(ctx context.Context, c client.Client, agg *rbacv1.Aggregatio
 			return nil, fmt.Errorf("listing the ceiling's fragments: %w", err)
 		}
 		for _, role := range list.Items {
-			if role.Labels[labelInstance] == release || !role.DeletionTimestamp.IsZero() {
+			if role.Labels[v1alpha1.LabelInstance] == release || !role.DeletionTimestamp.IsZero() {
 				continue
 			}
 			rules = append(rules, role.Rules...)

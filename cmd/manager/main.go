@@ -5,24 +5,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/controllers"
-	"github.com/kubernaut/kubernaut-executor/internal/validation"
-	"github.com/kubernaut/kubernaut-executor/webhooks"
+	"github.com/kubernaut/kubernaut-executor/internal/manager"
 )
 
 // version is the release, stamped at build time; it picks the default action image tag.
@@ -85,41 +77,25 @@ func main() {
 		os.Exit(2)
 	}
 
-	scheme := runtime.NewScheme()
-	must(clientgoscheme.AddToScheme(scheme))
-	must(v1alpha1.AddToScheme(scheme))
-
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+	ctx := ctrl.SetupSignalHandler()
+	mgrOpts := manager.Options{
+		Namespace:               namespace,
+		CeilingName:             ceiling,
+		Executor:                opts,
+		SweepInterval:           sweepInterval,
+		MetricsBindAddress:      metricsAddr,
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
-		LeaderElectionID:        "kubernaut-executor.kubernaut.io",
 		LeaderElectionNamespace: leaderElectionNamespace,
-		Cache:                   controllers.CacheOptions(namespace),
-		WebhookServer:           webhook.NewServer(webhookOpts),
-	})
-	if err != nil {
-		log.Error(err, "unable to create the manager")
-		os.Exit(1)
-	}
-	ctx := ctrl.SetupSignalHandler()
-	validator := &validation.Validator{}
-	if err := controllers.Setup(ctx, mgr, controllers.Config{
-		ExecutorOptions: opts, CeilingName: ceiling, Namespace: namespace, Clock: clock.RealClock{}, Random: rand.Float64, Validator: validator,
-		SweepInterval: sweepInterval,
-	}); err != nil {
-		log.Error(err, "unable to set up the controllers")
-		os.Exit(1)
 	}
 	if enableWebhooks {
-		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: ceiling}); err != nil {
-			log.Error(err, "unable to set up the webhooks")
-			os.Exit(1)
-		}
+		mgrOpts.Webhooks = &webhookOpts
 	}
-	must(mgr.AddHealthzCheck("healthz", healthz.Ping))
-	must(mgr.AddReadyzCheck("readyz", healthz.Ping))
+	mgr, err := manager.New(ctx, ctrl.GetConfigOrDie(), mgrOpts)
+	if err != nil {
+		log.Error(err, "unable to build the manager")
+		os.Exit(1)
+	}
 
 	log.Info("starting the manager", "version", version)
 	if err := mgr.Start(ctx); err != nil {
@@ -142,10 +118,4 @@ func parseImages(s string) (map[string]string, error) {
 		out[name] = ref
 	}
 	return out, nil
-}
-
-func must(err error) {
-	if err != nil {
-		panic(err)
-	}
 }

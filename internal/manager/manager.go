@@ -1,0 +1,161 @@
+// Package manager builds the executor's controller manager: the project's scheme and cache, the
+// controllers, and, when asked, the admission webhooks and health checks. The shipped binary and
+// the suites that run the manager in process build it here, so both run the same wiring.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/controllers"
+	"github.com/kubernaut/kubernaut-executor/internal/validation"
+	"github.com/kubernaut/kubernaut-executor/webhooks"
+)
+
+// LeaderElectionID names the lease that replicas of the manager elect their leader with.
+const LeaderElectionID = "kubernaut-executor.kubernaut.io"
+
+// Options is what a manager is built from. The zero value of each field is safe: no metrics
+// or probe endpoint, no leader election, no webhooks, and the controllers' defaults.
+type Options struct {
+	// Namespace is the manager's own namespace (the Helm release's): the only one whose
+	// predefined actions' ConfigMaps it reads. Required.
+	Namespace string
+	// CeilingName is the aggregated ClusterRole that bounds every template's rules (default
+	// controllers.DefaultCeilingName).
+	CeilingName string
+	// Executor is how executions run: backoff, Job TTL, action images.
+	Executor controllers.ExecutorOptions
+	// Clock is the time source for timeouts and backoff (default the real clock).
+	Clock clock.PassiveClock
+	// Random returns a number in [0, 1) for backoff jitter (default math/rand/v2's Float64).
+	Random func() float64
+	// SweepInterval is how often grants whose execution is gone are removed (default
+	// controllers.DefaultSweepInterval).
+	SweepInterval time.Duration
+
+	// MetricsBindAddress is the metrics endpoint's address; empty or "0" serves none.
+	MetricsBindAddress string
+	// HealthProbeBindAddress is the address of /healthz and /readyz; empty or "0" serves none.
+	HealthProbeBindAddress string
+	// LeaderElection makes replicas elect a leader, so that only one reconciles at a time.
+	LeaderElection bool
+	// LeaderElectionNamespace holds the leader election lease (default: the namespace
+	// controller-runtime finds for the pod).
+	LeaderElectionNamespace string
+
+	// Webhooks, when set, serves the admission webhooks with these server options (host, port,
+	// certificate folder). Nil runs the controllers alone.
+	Webhooks *webhook.Options
+
+	// SkipNameValidation lets one process build several managers whose controllers have the
+	// same names (a suite that restarts the manager).
+	SkipNameValidation bool
+	// NewClient, when set, creates the manager's client (for example one that records writes);
+	// controller-runtime's client.New when nil.
+	NewClient client.NewClientFunc
+}
+
+// Scheme returns a scheme with the built-in types and the project's.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding the built-in types to the scheme: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding the executor's types to the scheme: %w", err)
+	}
+	return s, nil
+}
+
+// New returns a manager for cfg with the project's scheme and cache options, the controllers
+// registered, and, when opts.Webhooks is set, the webhooks. ctx bounds what the controllers'
+// setup does before the manager starts (their field indexes); the caller starts the manager.
+func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	if opts.Namespace == "" {
+		return nil, errors.New("the manager's namespace is not set")
+	}
+	if opts.CeilingName == "" {
+		opts.CeilingName = controllers.DefaultCeilingName
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Random == nil {
+		opts.Random = rand.Float64
+	}
+	scheme, err := Scheme()
+	if err != nil {
+		return nil, err
+	}
+	mgrOpts := ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: disabledWhenEmpty(opts.MetricsBindAddress)},
+		HealthProbeBindAddress:  disabledWhenEmpty(opts.HealthProbeBindAddress),
+		LeaderElection:          opts.LeaderElection,
+		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		Cache:                   controllers.CacheOptions(opts.Namespace),
+		NewClient:               opts.NewClient,
+	}
+	if opts.SkipNameValidation {
+		mgrOpts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
+	}
+	if opts.Webhooks != nil {
+		mgrOpts.WebhookServer = webhook.NewServer(*opts.Webhooks)
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	// One validator for the controllers and the webhooks: each template's schema compiles once.
+	validator := &validation.Validator{}
+	if err := controllers.Setup(ctx, mgr, controllers.Config{
+		ExecutorOptions: opts.Executor,
+		CeilingName:     opts.CeilingName,
+		Namespace:       opts.Namespace,
+		Clock:           opts.Clock,
+		Random:          opts.Random,
+		Validator:       validator,
+		SweepInterval:   opts.SweepInterval,
+	}); err != nil {
+		return nil, fmt.Errorf("setting up the controllers: %w", err)
+	}
+	if opts.Webhooks != nil {
+		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: opts.CeilingName}); err != nil {
+			return nil, fmt.Errorf("setting up the webhooks: %w", err)
+		}
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding the health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding the readiness check: %w", err)
+	}
+	return mgr, nil
+}
+
+// disabledWhenEmpty maps an empty address to "0", which controller-runtime reads as "serve
+// nothing" (for metrics it would otherwise read empty as its default, :8080).
+func disabledWhenEmpty(addr string) string {
+	if addr == "" {
+		return "0"
+	}
+	return addr
+}
