@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kubernaut/kubernaut-executor/internal/audit"
+	"github.com/kubernaut/kubernaut-executor/test/auditreceiver"
+)
+
+// process is the receiver binary, running.
+type process struct {
+	cmd *exec.Cmd
+	url string
+}
+
+// startBinary runs the receiver binary with args and waits for its AUDIT_URL line.
+func startBinary(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			if url, ok := strings.CutPrefix(s.Text(), "AUDIT_URL="); ok {
+				line <- url
+			}
+		}
+	}()
+	select {
+	case p.url = <-line:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the receiver printed no AUDIT_URL line")
+	}
+	return p
+}
+
+// stop sends SIGTERM and expects a clean exit.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("the receiver exited with %v", err)
+	}
+}
+
+func TestBinaryOverTLSKeepsEventsAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "auditreceiver")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("building the receiver: %v", err)
+	}
+	caFile, certFile, keyFile := writeServerCertificate(t, dir)
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("tok-1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data", "events.jsonl")
+	args := []string{"-listen", "127.0.0.1:0", "-data", data, "-tls-cert", certFile, "-tls-key", keyFile, "-token-file", tokenFile}
+
+	ev := audit.Event{EventType: audit.EventType, EventID: "e-restart", ExecutionName: "scale-web", ExecutionNamespace: "team-a"}
+	p := startBinary(t, bin, args...)
+	if !strings.HasPrefix(p.url, "https://") {
+		t.Fatalf("AUDIT_URL = %s, want https", p.url)
+	}
+	s, err := audit.NewSender(audit.Config{URL: p.url, CAFile: caFile, TokenFile: tokenFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+
+	p = startBinary(t, bin, args...)
+	s, err = audit.NewSender(audit.Config{URL: p.url, CAFile: caFile, TokenFile: tokenFile, Format: audit.FormatCloudEvents})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), ev); err != nil {
+		t.Fatalf("resend after restart: %v, want acknowledged as a duplicate", err)
+	}
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(caFile)
+	pool.AppendCertsFromPEM(caPEM)
+	c := &auditreceiver.Client{
+		URL:   p.url,
+		Token: "tok-1",
+		HTTP:  &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}},
+	}
+	st, err := c.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Events != 1 || st.Counters.Duplicates != 1 {
+		t.Errorf("state after restart = %+v, want 1 event and 1 duplicate", st)
+	}
+	events, err := c.Events(context.Background(), "scale-web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 {
+		t.Errorf("events = %s, want one", events)
+	}
+	p.stop(t)
+}
+
+// writeServerCertificate writes a CA and a certificate for 127.0.0.1 signed by it, and
+// returns the CA file, the certificate file and the key file.
+func writeServerCertificate(t *testing.T, dir string) (string, string, string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "auditreceiver"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	files := map[string]*pem.Block{
+		"ca.crt":  {Type: "CERTIFICATE", Bytes: caDER},
+		"tls.crt": {Type: "CERTIFICATE", Bytes: der},
+		"tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	}
+	for name, block := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "ca.crt"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+}
