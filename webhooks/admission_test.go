@@ -52,16 +52,7 @@ func apply(manifest string, args ...string) (string, error) {
 }
 
 func execution(ns, name, actionType, params, extra string) string {
-	return fmt.Sprintf(`
-apiVersion: kubernetesexecution.kubernaut.io/v1alpha1
-kind: KubernetesExecution
-metadata: {name: %s, namespace: %s}
-spec:
-  action:
-    type: %s
-    parameters: %s
-    target: {namespace: %s, resourceKind: Deployment, resourceName: web}
-%s`, name, ns, actionType, params, ns, extra)
+	return e2eutil.ExecutionManifest(ns, name, actionType, params, ns, "Deployment", "web", extra)
 }
 
 func template(name, body string) string {

@@ -26,19 +26,7 @@ func grant(ctx context.Context, user, ns string, rules ...rbacv1.PolicyRule) {
 
 // nodeExecution asks for action on the spare node; namespace goes into the target when set.
 func nodeExecution(ns, name, action, targetNamespace string) string {
-	target := fmt.Sprintf("{resourceKind: Node, resourceName: %s}", localcluster.SpareNodeName)
-	if targetNamespace != "" {
-		target = fmt.Sprintf("{namespace: %s, resourceKind: Node, resourceName: %s}", targetNamespace, localcluster.SpareNodeName)
-	}
-	return fmt.Sprintf(`
-apiVersion: kubernetesexecution.kubernaut.io/v1alpha1
-kind: KubernetesExecution
-metadata: {name: %s, namespace: %s}
-spec:
-  action:
-    type: %s
-    target: %s
-`, name, ns, action, target)
+	return e2eutil.ExecutionManifest(ns, name, action, "", targetNamespace, "Node", localcluster.SpareNodeName)
 }
 
 // nodeUnchanged checks that no execution was stored in ns and the spare node is still

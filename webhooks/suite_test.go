@@ -1,7 +1,6 @@
 package webhooks_test
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,9 +19,9 @@ import (
 )
 
 var (
-	cluster *localcluster.Cluster
-	k8s     client.Client
-	stopMgr func()
+	cluster   *localcluster.Cluster
+	k8s       client.Client
+	installed *e2eutil.Installed
 )
 
 func TestWebhooks(t *testing.T) {
@@ -36,30 +35,17 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
 
 	var err error
-	cluster, err = e2eutil.StartClusterWith(ctx, "webhooks", localcluster.Options{
-		WebhookPaths: []string{filepath.Join(e2eutil.RepoRoot(), "config", "webhook")},
+	installed, err = e2eutil.StartInstalled(ctx, "webhooks", controllers.ExecutorOptions{
+		Backoff: controllers.DefaultBackoff, JobTTL: time.Hour,
 	})
 	Expect(err).NotTo(HaveOccurred())
-	scheme := e2eutil.Scheme()
-	k8s, err = client.New(cluster.Config, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
-	Expect(e2eutil.InstallRBAC(ctx, cluster, k8s)).To(Succeed())
+	cluster, k8s = installed.Cluster, installed.Client
 	Expect(k8s.Create(ctx, &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-webhook-tests", Labels: map[string]string{v1alpha1.LabelAggregateToCeiling: "true"}},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"}}},
 	})).To(Succeed())
-	stopMgr, err = e2eutil.StartManager(ctx, cluster, scheme, controllers.ExecutorOptions{
-		Backoff: controllers.DefaultBackoff, JobTTL: time.Hour,
-		ActionImages: map[string]string{"kubernaut-actions": localcluster.ActionsImage + ":test"},
-	})
-	Expect(err).NotTo(HaveOccurred())
 }, NodeTimeout(3*time.Minute))
 
 var _ = AfterSuite(func() {
-	if stopMgr != nil {
-		stopMgr()
-	}
-	if cluster != nil {
-		Expect(cluster.Stop()).To(Succeed())
-	}
+	Expect(installed.Stop()).To(Succeed())
 })

@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +20,8 @@ import (
 	"time"
 
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/kubernaut/kubernaut-executor/test/testpki"
 )
 
 // sampleEvent is the event of a completed execution.
@@ -242,9 +239,9 @@ func TestSendRefusesAnEventWithoutID(t *testing.T) {
 
 func TestSendOverTLS(t *testing.T) {
 	dir := t.TempDir()
-	pki := newPKI(t, dir)
+	pki := testpki.New(t, dir)
 	rec := &recorder{answer: func(w http.ResponseWriter, r *http.Request) {
-		if len(r.TLS.PeerCertificates) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != "kubernaut-executor" {
+		if len(r.TLS.PeerCertificates) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != "client" {
 			w.WriteHeader(http.StatusForbidden)
 			return
 		}
@@ -252,9 +249,9 @@ func TestSendOverTLS(t *testing.T) {
 	}}
 	srv := httptest.NewUnstartedServer(rec)
 	srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{pki.server},
+		Certificates: []tls.Certificate{pki.Server},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pki.pool,
+		ClientCAs:    pki.Pool,
 	}
 	srv.StartTLS()
 	defer srv.Close()
@@ -262,7 +259,7 @@ func TestSendOverTLS(t *testing.T) {
 	tokenFile := filepath.Join(dir, "token")
 	writeFile(t, tokenFile, "first-token\n")
 	s := newSender(t, Config{
-		URL: srv.URL, CAFile: pki.caFile, TokenFile: tokenFile, CertFile: pki.clientCertFile, KeyFile: pki.clientKeyFile,
+		URL: srv.URL, CAFile: pki.CAFile, TokenFile: tokenFile, CertFile: pki.ClientCertFile, KeyFile: pki.ClientKeyFile,
 	})
 	ev := sampleEvent(t)
 	if err := s.Send(context.Background(), ev); err != nil {
@@ -292,10 +289,10 @@ func TestSendOverTLS(t *testing.T) {
 }
 
 func TestSendRejectsAnUnknownServer(t *testing.T) {
-	pki := newPKI(t, t.TempDir())
+	pki := testpki.New(t, t.TempDir())
 	srv := httptest.NewTLSServer(&recorder{}) // signed by httptest's own CA, not ours
 	defer srv.Close()
-	err := newSender(t, Config{URL: srv.URL, CAFile: pki.caFile}).Send(context.Background(), sampleEvent(t))
+	err := newSender(t, Config{URL: srv.URL, CAFile: pki.CAFile}).Send(context.Background(), sampleEvent(t))
 	var certErr *tls.CertificateVerificationError
 	if !errors.As(err, &certErr) {
 		t.Fatalf("Send = %v, want a certificate verification error", err)
@@ -304,19 +301,19 @@ func TestSendRejectsAnUnknownServer(t *testing.T) {
 
 func TestClientCertificateReloads(t *testing.T) {
 	dir := t.TempDir()
-	pki := newPKI(t, dir)
-	c, err := newClientCertificate(pki.clientCertFile, pki.clientKeyFile)
+	pki := testpki.New(t, dir)
+	c, err := newClientCertificate(pki.ClientCertFile, pki.ClientKeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	first, _ := c.get(nil)
-	renewed := pki.issue(t, "kubernaut-executor-renewed", false)
-	writePEM(t, pki.clientCertFile, "CERTIFICATE", renewed.Certificate[0])
+	renewed := pki.Issue(t, "kubernaut-executor-renewed", false)
+	testpki.WritePEM(t, pki.ClientCertFile, "CERTIFICATE", renewed.Certificate[0])
 	key, _ := x509.MarshalECPrivateKey(renewed.PrivateKey.(*ecdsa.PrivateKey))
-	writePEM(t, pki.clientKeyFile, "EC PRIVATE KEY", key)
+	testpki.WritePEM(t, pki.ClientKeyFile, "EC PRIVATE KEY", key)
 	// Make sure the stamp differs even on a coarse file system clock.
 	later := time.Now().Add(time.Minute)
-	_ = os.Chtimes(pki.clientCertFile, later, later)
+	_ = os.Chtimes(pki.ClientCertFile, later, later)
 	second, err := c.get(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -326,8 +323,8 @@ func TestClientCertificateReloads(t *testing.T) {
 	}
 
 	// Half a rotation (a key that does not match) keeps the last good pair.
-	writeFile(t, pki.clientKeyFile, "not a key")
-	_ = os.Chtimes(pki.clientKeyFile, later.Add(time.Minute), later.Add(time.Minute))
+	writeFile(t, pki.ClientKeyFile, "not a key")
+	_ = os.Chtimes(pki.ClientKeyFile, later.Add(time.Minute), later.Add(time.Minute))
 	third, err := c.get(nil)
 	if err != nil || third != second {
 		t.Errorf("get during a half rotation = %v, %v; want the last good pair", third, err)
@@ -336,7 +333,7 @@ func TestClientCertificateReloads(t *testing.T) {
 
 func TestNewSenderChecksTheConfiguration(t *testing.T) {
 	dir := t.TempDir()
-	pki := newPKI(t, dir)
+	pki := testpki.New(t, dir)
 	token := filepath.Join(dir, "token")
 	writeFile(t, token, "t")
 	empty := filepath.Join(dir, "empty")
@@ -353,14 +350,14 @@ func TestNewSenderChecksTheConfiguration(t *testing.T) {
 		{"credentials in the URL", Config{URL: "https://user@storage"}},
 		{"query", Config{URL: "https://storage?x=1"}},
 		{"token over plain HTTP", Config{URL: "http://storage", TokenFile: token}},
-		{"CA over plain HTTP", Config{URL: "http://storage", CAFile: pki.caFile}},
-		{"certificate without key", Config{URL: "https://storage", CertFile: pki.clientCertFile}},
+		{"CA over plain HTTP", Config{URL: "http://storage", CAFile: pki.CAFile}},
+		{"certificate without key", Config{URL: "https://storage", CertFile: pki.ClientCertFile}},
 		{"unknown format", Config{URL: "https://storage", Format: "xml"}},
 		{"missing CA bundle", Config{URL: "https://storage", CAFile: filepath.Join(dir, "missing")}},
 		{"CA bundle without certificates", Config{URL: "https://storage", CAFile: notPEM}},
 		{"missing token file", Config{URL: "https://storage", TokenFile: filepath.Join(dir, "missing")}},
 		{"empty token file", Config{URL: "https://storage", TokenFile: empty}},
-		{"key that is not a key", Config{URL: "https://storage", CertFile: pki.clientCertFile, KeyFile: notPEM}},
+		{"key that is not a key", Config{URL: "https://storage", CertFile: pki.ClientCertFile, KeyFile: notPEM}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -442,74 +439,6 @@ func TestLogSink(t *testing.T) {
 	if err := (LogSink{}).Send(context.Background(), sampleEvent(t)); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// testPKI is a CA with a server certificate for 127.0.0.1 and a client certificate, the CA
-// and client pair written to files.
-type testPKI struct {
-	ca                                    *x509.Certificate
-	caKey                                 *ecdsa.PrivateKey
-	pool                                  *x509.CertPool
-	server                                tls.Certificate
-	caFile, clientCertFile, clientKeyFile string
-}
-
-func newPKI(t *testing.T, dir string) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	p := &testPKI{ca: ca, caKey: key, pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	p.caFile = filepath.Join(dir, "ca.crt")
-	writePEM(t, p.caFile, "CERTIFICATE", der)
-	p.server = p.issue(t, "storage", true)
-	client := p.issue(t, "kubernaut-executor", false)
-	p.clientCertFile, p.clientKeyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	writePEM(t, p.clientCertFile, "CERTIFICATE", client.Certificate[0])
-	clientKey, _ := x509.MarshalECPrivateKey(client.PrivateKey.(*ecdsa.PrivateKey))
-	writePEM(t, p.clientKeyFile, "EC PRIVATE KEY", clientKey)
-	return p
-}
-
-// issue returns a certificate signed by the CA, for a server on 127.0.0.1 or for a client.
-func (p *testPKI) issue(t *testing.T, name string, server bool) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	writeFile(t, path, string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})))
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -69,16 +67,7 @@ func waitPodReady(ctx context.Context, ns, name string) *corev1.Pod {
 
 // run applies an execution with kubectl, as its requester would, and waits for a final phase.
 func run(ctx context.Context, ns, name, action, kind, targetNS, target, params string, extra ...string) *v1alpha1.KubernetesExecution {
-	manifest := fmt.Sprintf(`
-apiVersion: kubernetesexecution.kubernaut.io/v1alpha1
-kind: KubernetesExecution
-metadata: {name: %s, namespace: %s}
-spec:
-  action:
-    type: %s
-    parameters: %s
-    target: {namespace: %q, resourceKind: %s, resourceName: %s}
-%s`, name, ns, action, params, targetNS, kind, target, strings.Join(extra, "\n"))
+	manifest := e2eutil.ExecutionManifest(ns, name, action, params, targetNS, kind, target, extra...)
 	out, err := e2eutil.Kubectl(cluster.Kubeconfig, manifest, "apply", "-f", "-")
 	Expect(err).NotTo(HaveOccurred(), out)
 	obj := &v1alpha1.KubernetesExecution{}

@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -22,9 +21,9 @@ import (
 )
 
 var (
-	cluster *localcluster.Cluster
-	k8s     client.Client
-	stopMgr func()
+	cluster   *localcluster.Cluster
+	k8s       client.Client
+	installed *e2eutil.Installed
 )
 
 // predefined are the shipped templates, by name: one per file in templates/.
@@ -41,19 +40,11 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
 
 	var err error
-	cluster, err = e2eutil.StartClusterWith(ctx, "actions", localcluster.Options{
-		WebhookPaths: []string{filepath.Join(e2eutil.RepoRoot(), "config", "webhook")},
-	})
-	Expect(err).NotTo(HaveOccurred())
-	scheme := e2eutil.Scheme()
-	k8s, err = client.New(cluster.Config, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
-	Expect(e2eutil.InstallRBAC(ctx, cluster, k8s)).To(Succeed())
-	stopMgr, err = e2eutil.StartManager(ctx, cluster, scheme, controllers.ExecutorOptions{
+	installed, err = e2eutil.StartInstalled(ctx, "actions", controllers.ExecutorOptions{
 		Backoff: controllers.Backoff{Base: time.Second, Max: 5 * time.Second}, JobTTL: time.Hour,
-		ActionImages: map[string]string{"kubernaut-actions": localcluster.ActionsImage + ":test"},
 	})
 	Expect(err).NotTo(HaveOccurred())
+	cluster, k8s = installed.Cluster, installed.Client
 
 	// The manager installs every shipped template from its ConfigMap (config/predefined, as the
 	// chart does); each passes the admission checks and becomes Ready.
@@ -68,10 +59,5 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 }, NodeTimeout(4*time.Minute))
 
 var _ = AfterSuite(func() {
-	if stopMgr != nil {
-		stopMgr()
-	}
-	if cluster != nil {
-		Expect(cluster.Stop()).To(Succeed())
-	}
+	Expect(installed.Stop()).To(Succeed())
 })

@@ -147,3 +147,26 @@ func GrantUser(ctx context.Context, c client.Client, user, namespace string, rul
 	}
 	return c.Create(ctx, binding)
 }
+
+// ExecutionManifest is a KubernetesExecution as a user writes it for kubectl: action type,
+// parameters (YAML flow, "" for none), target (its namespace left out when empty), and extra spec
+// lines (two-space indented) appended after the action.
+func ExecutionManifest(ns, name, action, params, targetNS, kind, target string, extra ...string) string {
+	targetYAML := fmt.Sprintf("{resourceKind: %s, resourceName: %s}", kind, target)
+	if targetNS != "" {
+		targetYAML = fmt.Sprintf("{namespace: %q, resourceKind: %s, resourceName: %s}", targetNS, kind, target)
+	}
+	paramsYAML := ""
+	if params != "" {
+		paramsYAML = "\n    parameters: " + params
+	}
+	return fmt.Sprintf(`
+apiVersion: kubernetesexecution.kubernaut.io/v1alpha1
+kind: KubernetesExecution
+metadata: {name: %s, namespace: %s}
+spec:
+  action:
+    type: %s%s
+    target: %s
+%s`, name, ns, action, paramsYAML, targetYAML, strings.Join(extra, "\n"))
+}

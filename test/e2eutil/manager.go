@@ -98,3 +98,50 @@ func StartManager(ctx context.Context, c *localcluster.Cluster, _ *runtime.Schem
 		}
 	}, nil
 }
+
+// Installed is a local control plane with the executor installed from config/ (CRDs, admission
+// policies, RBAC, the predefined actions) and its manager running, webhooks included: what the
+// suites that drive the executor through kubectl start from.
+type Installed struct {
+	// Cluster is the control plane.
+	Cluster *localcluster.Cluster
+	// Client is an administrator's client.
+	Client client.Client
+	stop   func()
+}
+
+// StartInstalled starts an Installed executor whose manager runs with opts. The action image
+// is the project's binary (as localcluster runs it).
+func StartInstalled(ctx context.Context, name string, opts controllers.ExecutorOptions) (*Installed, error) {
+	c, err := StartClusterWith(ctx, name, localcluster.Options{
+		WebhookPaths: []string{filepath.Join(RepoRoot(), "config", "webhook")},
+	})
+	if err != nil {
+		return nil, err
+	}
+	in := &Installed{Cluster: c}
+	if in.Client, err = client.New(c.Config, client.Options{Scheme: Scheme()}); err == nil {
+		if err = InstallRBAC(ctx, c, in.Client); err == nil {
+			if opts.ActionImages == nil {
+				opts.ActionImages = map[string]string{"kubernaut-actions": localcluster.ActionsImage + ":test"}
+			}
+			in.stop, err = StartManager(ctx, c, Scheme(), opts)
+		}
+	}
+	if err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	return in, nil
+}
+
+// Stop stops the manager and the control plane.
+func (in *Installed) Stop() error {
+	if in == nil {
+		return nil
+	}
+	if in.stop != nil {
+		in.stop()
+	}
+	return in.Cluster.Stop()
+}
