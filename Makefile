@@ -89,6 +89,7 @@ build: ## Build the manager, the action image's binary and the local control pla
 	go build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/manager ./cmd/manager
 	go build -o $(BIN)/kubernaut-actions ./actions
 	go build -o $(BIN)/localcluster ./test/cmd/localcluster
+	go build -o $(BIN)/auditreceiver ./test/cmd/auditreceiver
 
 .PHONY: images
 images: ## Build the manager's and the action's images with the first builder found (docker with a reachable daemon, podman, buildah); without one, say so and succeed.

@@ -374,6 +374,48 @@ func TestDecideRecordsTheOutcome(t *testing.T) {
 	}
 }
 
+// TestDecideRecordsResourceUsage checks that the resource usage a finished attempt's action
+// reported in its termination message reaches status.result, on success and on failure, and that
+// a result without it leaves none.
+func TestDecideRecordsResourceUsage(t *testing.T) {
+	usage := `"resourceUsage":{"cpuMillis":230,"peakMemoryBytes":41943040}`
+	tests := []struct {
+		name      string
+		job       batchv1.JobConditionType
+		exitCode  int32
+		message   string
+		wantPhase v1alpha1.ExecutionPhase
+		wantUsage *v1alpha1.ResourceUsage
+	}{
+		{"succeeded", batchv1.JobComplete, 0, `{"success":true,"output":"scaled",` + usage + `}`,
+			v1alpha1.PhaseCompleted, &v1alpha1.ResourceUsage{CPUMillis: 230, PeakMemoryBytes: 41943040}},
+		{"failed, retry next", batchv1.JobFailed, 1, `{"success":false,"error":"conflict",` + usage + `}`,
+			v1alpha1.PhaseRetrying, &v1alpha1.ResourceUsage{CPUMillis: 230, PeakMemoryBytes: 41943040}},
+		{"image that does not report it", batchv1.JobComplete, 0, `{"success":true,"output":"scaled"}`,
+			v1alpha1.PhaseCompleted, nil},
+		{"log tail", batchv1.JobFailed, 1, "panic: boom", v1alpha1.PhaseRetrying, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tableCase{state: stateRunning, attempts: 1, clock: beforeDeadline, idempotent: true, outcome: observed{facts: func(now time.Time) *attemptFacts {
+				return &attemptFacts{Finished: finished(tt.job, "Finished", now), Terminated: terminated(tt.exitCode, tt.message)}
+			}}}
+			obj, o := build(c)
+			d := decide(obj, o, tableJobs)
+			if d.Status.Phase != tt.wantPhase {
+				t.Fatalf("phase %q, want %q", d.Status.Phase, tt.wantPhase)
+			}
+			r := d.Status.Result
+			if r == nil {
+				t.Fatal("no result")
+			}
+			if got := r.ResourceUsage; (got == nil) != (tt.wantUsage == nil) || (got != nil && *got != *tt.wantUsage) {
+				t.Fatalf("result.resourceUsage %+v, want %+v", got, tt.wantUsage)
+			}
+		})
+	}
+}
+
 func conditionOf(s v1alpha1.KubernetesExecutionStatus, typ string) *metav1.Condition {
 	for i := range s.Conditions {
 		if s.Conditions[i].Type == typ {

@@ -54,6 +54,9 @@ type KubernetesExecutionReconciler struct {
 	Options ExecutorOptions
 	// Validator repeats the admission checks, so a bypassed webhook still runs no bad Job.
 	Validator *validation.Validator
+	// AuditEnabled puts the audit finalizer on every execution from its first reconcile, so
+	// that none goes before its audit event is delivered (see AuditReconciler).
+	AuditEnabled bool
 }
 
 // imagePullReasons are the container waiting reasons with which a kubelet says it cannot get
@@ -88,10 +91,14 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 	if obj.Status.Phase.IsTerminal() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
 	}
-	if !controllerutil.ContainsFinalizer(obj, v1alpha1.GrantFinalizer) {
-		// Before any grant exists, so that none can outlive the execution.
+	if !controllerutil.ContainsFinalizer(obj, v1alpha1.GrantFinalizer) || (r.AuditEnabled && !controllerutil.ContainsFinalizer(obj, v1alpha1.AuditFinalizer)) {
+		// Before any grant exists, so that none can outlive the execution; and before anything
+		// happens that must be audited.
 		orig := obj.DeepCopy()
 		controllerutil.AddFinalizer(obj, v1alpha1.GrantFinalizer)
+		if r.AuditEnabled {
+			controllerutil.AddFinalizer(obj, v1alpha1.AuditFinalizer)
+		}
 		if err := r.Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}

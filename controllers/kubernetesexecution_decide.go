@@ -136,6 +136,7 @@ func decideCurrentAttempt(obj *v1alpha1.KubernetesExecution, o observation, back
 	obj.Status.Result = &v1alpha1.ExecutionResult{
 		Success: out.Success, Output: out.Output, Error: out.Error, Data: out.Data,
 		StartTime: a.StartTime, EndTime: a.EndTime, ExitCode: a.ExitCode,
+		ResourceUsage: out.ResourceUsage,
 	}
 	switch {
 	case out.Success:

@@ -13,6 +13,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
@@ -101,6 +102,11 @@ func TestParseOutcome(t *testing.T) {
 		{"invalid JSON", `{"success":tru`, 1, outcome{Output: `{"success":tru`, Error: "the action exited with code 1"}},
 		{"empty, exit 0", "", 0, outcome{Success: true}},
 		{"data null dropped", `{"success":true,"data":null}`, 0, outcome{Success: true}},
+		{"resource usage kept", `{"success":true,"output":"ok","resourceUsage":{"cpuMillis":120,"peakMemoryBytes":31457280}}`, 0,
+			outcome{Success: true, Output: "ok", ResourceUsage: &v1alpha1.ResourceUsage{CPUMillis: 120, PeakMemoryBytes: 31457280}}},
+		{"resource usage kept on failure", `{"success":false,"error":"conflict","resourceUsage":{"cpuMillis":7,"peakMemoryBytes":4096}}`, 1,
+			outcome{Error: "conflict", ResourceUsage: &v1alpha1.ResourceUsage{CPUMillis: 7, PeakMemoryBytes: 4096}}},
+		{"negative resource usage dropped", `{"success":true,"resourceUsage":{"cpuMillis":-1,"peakMemoryBytes":4096}}`, 0, outcome{Success: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +117,61 @@ func TestParseOutcome(t *testing.T) {
 			if (got.Data == nil) != (tt.want.Data == nil) || (got.Data != nil && string(got.Data.Raw) != string(tt.want.Data.Raw)) {
 				t.Fatalf("data = %v, want %v", got.Data, tt.want.Data)
 			}
+			if !sameUsage(got.ResourceUsage, tt.want.ResourceUsage) {
+				t.Fatalf("resource usage = %+v, want %+v", got.ResourceUsage, tt.want.ResourceUsage)
+			}
 		})
+	}
+}
+
+func sameUsage(a, b *v1alpha1.ResourceUsage) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
+// TestRecordEndObservesUsage: an ended execution whose result carries resource usage is observed
+// once in the usage histograms, CPU in seconds; one without usage is not observed.
+func TestRecordEndObservesUsage(t *testing.T) {
+	ended := func(action string, usage *v1alpha1.ResourceUsage) *v1alpha1.KubernetesExecution {
+		obj := &v1alpha1.KubernetesExecution{}
+		obj.Spec.Action.Type = action
+		obj.Status.Phase = v1alpha1.PhaseCompleted
+		obj.Status.Result = &v1alpha1.ExecutionResult{Success: true, ResourceUsage: usage}
+		return obj
+	}
+	recordEnd(ended("usage-metric-test", &v1alpha1.ResourceUsage{CPUMillis: 1500, PeakMemoryBytes: 64 << 20}))
+	recordEnd(ended("no-usage-metric-test", nil))
+
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type observed struct {
+		count uint64
+		sum   float64
+	}
+	got := map[string]observed{}
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "action" && strings.HasSuffix(l.GetValue(), "usage-metric-test") {
+					got[mf.GetName()+"/"+l.GetValue()] = observed{m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()}
+				}
+			}
+		}
+	}
+	want := map[string]observed{
+		"kubernaut_action_cpu_seconds/usage-metric-test":       {1, 1.5},
+		"kubernaut_action_peak_memory_bytes/usage-metric-test": {1, 64 << 20},
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %+v, want %+v", k, got[k], w)
+		}
+	}
+	for k := range got {
+		if strings.Contains(k, "/no-usage-") && strings.HasPrefix(k, "kubernaut_action_") {
+			t.Errorf("%s observed without usage", k)
+		}
 	}
 }
 
@@ -132,6 +192,8 @@ func TestParseOutcomeRoundTrip(t *testing.T) {
 		{"final failure without an error", v1alpha1.ActionResult{Success: &no}, v1alpha1.ExitFinal, outcome{Error: "the action exited with code 2"}},
 		{"cut output", v1alpha1.ActionResult{Success: &yes, Output: v1alpha1.TruncateUTF8(long, 1024)}, v1alpha1.ExitSucceeded,
 			outcome{Success: true, Output: v1alpha1.TruncateUTF8(long, 1024)}},
+		{"resource usage", v1alpha1.ActionResult{Success: &yes, ResourceUsage: &v1alpha1.ResourceUsage{CPUMillis: 42, PeakMemoryBytes: 8 << 20}}, v1alpha1.ExitSucceeded,
+			outcome{Success: true, ResourceUsage: &v1alpha1.ResourceUsage{CPUMillis: 42, PeakMemoryBytes: 8 << 20}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +207,9 @@ func TestParseOutcomeRoundTrip(t *testing.T) {
 			}
 			if (got.Data == nil) != (tt.want.Data == nil) || (got.Data != nil && string(got.Data.Raw) != string(tt.want.Data.Raw)) {
 				t.Fatalf("data = %v, want %v", got.Data, tt.want.Data)
+			}
+			if !sameUsage(got.ResourceUsage, tt.want.ResourceUsage) {
+				t.Fatalf("resource usage = %+v, want %+v", got.ResourceUsage, tt.want.ResourceUsage)
 			}
 		})
 	}

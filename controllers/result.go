@@ -15,19 +15,23 @@ type outcome struct {
 	Output  string
 	Error   string
 	Data    *apiextensionsv1.JSON
+	// ResourceUsage is what the action measured of itself; nil when it did not report it.
+	ResourceUsage *v1alpha1.ResourceUsage
 }
 
 // parseOutcome reads an attempt's outcome from its container's termination message and exit
 // code. A message that v1alpha1.ParseActionResult reads as a result is used as such; the action
 // succeeded only if it exited 0 and did not report success=false. Any other message (a log
-// tail, when the action wrote no result) becomes the output, and the exit code decides.
+// tail, when the action wrote no result) becomes the output, and the exit code decides; such an
+// outcome has no resource usage.
 func parseOutcome(message string, exitCode int32) outcome {
 	message = strings.TrimSpace(message)
 	if res, ok := v1alpha1.ParseActionResult(message); ok {
 		o := outcome{
-			Success: exitCode == 0 && (res.Success == nil || *res.Success),
-			Output:  res.Output,
-			Error:   res.Error,
+			Success:       exitCode == 0 && (res.Success == nil || *res.Success),
+			Output:        res.Output,
+			Error:         res.Error,
+			ResourceUsage: res.ResourceUsage,
 		}
 		if len(res.Data) > 0 {
 			o.Data = &apiextensionsv1.JSON{Raw: res.Data}

@@ -29,6 +29,8 @@ type Config struct {
 	// SweepInterval is how often grants whose execution is gone are removed (default
 	// DefaultSweepInterval).
 	SweepInterval time.Duration
+	// Audit says where executions' audit events go.
+	Audit AuditOptions
 }
 
 // Setup registers the executor's controllers with mgr.
@@ -58,13 +60,20 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if err := mgr.Add(&GrantSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Interval: cfg.SweepInterval}); err != nil {
 		return err
 	}
+	if err := (&AuditReconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kubernaut-executor"), Clock: cfg.Clock, Random: cfg.Random,
+		Options: cfg.Audit, ActionImages: cfg.ActionImages,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	return (&KubernetesExecutionReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("kubernaut-executor"),
-		Clock:     cfg.Clock,
-		Random:    cfg.Random,
-		Options:   cfg.ExecutorOptions,
-		Validator: cfg.Validator,
+		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(),
+		Recorder:     mgr.GetEventRecorder("kubernaut-executor"),
+		Clock:        cfg.Clock,
+		Random:       cfg.Random,
+		Options:      cfg.ExecutorOptions,
+		Validator:    cfg.Validator,
+		AuditEnabled: cfg.Audit.Enabled(),
 	}).SetupWithManager(ctx, mgr)
 }

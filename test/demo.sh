@@ -2,8 +2,10 @@
 # make demo: starts the local control plane, installs the operator with its Helm chart (the
 # manager runs from the chart's Deployment, the webhook is reached through its Service), shows a
 # bad execution rejected, scales a Deployment, runs a retried execution to Completed and shows it
-# all with kubectl. With KEEP=1 everything keeps running and KUBECONFIG=<path> is printed;
-# `make demo-down` stops it.
+# all with kubectl. Each execution's audit event goes to a test storage service
+# (test/cmd/auditreceiver, started on the pod network's host address), and the demo lists what it
+# stored. With KEEP=1 everything keeps running and KUBECONFIG=<path> and AUDIT_URL=<url> are
+# printed; `make demo-down` stops it.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +33,7 @@ stop_pid() {
 
 down() {
   stop_pid "$state/cluster.pid"
+  stop_pid "$state/audit.pid"
 }
 
 if [ "${1:-}" = "--down" ]; then
@@ -58,9 +61,29 @@ export KUBECONFIG=$kubeconfig
 trap '[ -n "${KEEP:-}" ] || down' EXIT
 kubectl get nodes
 
-say "helm install kubernaut-executor (CRDs, the manager's Deployment, its RBAC and the ceiling, the webhook and its Service, every predefined action)"
+say "Starting the audit storage service (test/cmd/auditreceiver) on the pod network's host address"
+# The manager runs in the pod network's namespace; the host side's address, where the API server
+# listens too, is the one it reaches the host at.
+server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+host=${server#https://}
+host=${host%:*}
+rm -rf "$state/audit"
+setsid nohup "$BIN/auditreceiver" -listen "$host:0" -data "$state/audit/events.jsonl" >"$state/audit.out" 2>"$state/audit.log" &
+echo $! >"$state/audit.pid"
+audit_url=
+for _ in $(seq 100); do
+  audit_url=$(sed -n 's/^AUDIT_URL=//p' "$state/audit.out")
+  [ -n "$audit_url" ] && break
+  kill -0 "$(cat "$state/audit.pid")" 2>/dev/null || break
+  sleep 0.1
+done
+[ -n "$audit_url" ] || { cat "$state/audit.log"; echo "the audit receiver did not start" >&2; exit 1; }
+echo "AUDIT_URL=$audit_url"
+
+say "helm install kubernaut-executor (CRDs, the manager's Deployment, its RBAC and the ceiling, the webhook and its Service, every predefined action; audit.url=$audit_url)"
 "$HELM" install kubernaut-executor "$root/charts/kubernaut-executor" -n kubernaut-system --create-namespace \
   --set manager.image.tag=dev --set executor.actionImage.tag=dev --set executor.retryBackoff=3s \
+  --set audit.url="$audit_url" \
   --wait --timeout 3m 2>&1 | grep -v 'found symbolic link'
 kubectl -n kubernaut-system get deployment,pods,services -o wide
 # The manager creates each enabled action's template (every one in templates/) from its ConfigMap.
@@ -100,8 +123,16 @@ for name in demo-scale-web demo-succeeds demo-retries; do
     kubectl -n kubernaut-system logs deployment/kubernaut-executor --tail=30 >&2 || true
   fi
 done
+# Each execution keeps the finalizer kubernaut.io/audit until the storage service acknowledges
+# its audit event; then Audited turns True.
+if ! kubectl -n "$ns" wait --for=condition=Audited kexec --all --timeout=60s >/dev/null; then
+  ok=false
+  echo "the audit events were not all acknowledged:" >&2
+  kubectl -n "$ns" get kexec -o yaml >&2 || true
+  tail -n 20 "$state/audit.log" >&2 || true
+fi
 
-say "kubectl get kexec -n $ns -o wide"
+say "kubectl get kexec -n $ns -o wide (AUDITED: the storage service acknowledged the audit event)"
 kubectl -n "$ns" get kexec -o wide
 say "kubectl get deployment web: 3 replicas now"
 kubectl -n "$ns" get deployment web
@@ -113,12 +144,25 @@ say "Result of demo-retries"
 kubectl -n "$ns" get kexec demo-retries -o jsonpath='{.status.result}{"\n"}'
 kubectl -n "$ns" get kexec demo-retries -o jsonpath='{range .status.attempts[*]}attempt {.number}: {.jobName} exit {.exitCode} {.reason}{"\n"}{end}'
 
+say "Audit delivery in each execution's status; the finalizer kubernaut.io/audit is gone once delivered"
+kubectl -n "$ns" get kexec -o custom-columns='NAME:.metadata.name,EVENT ID:.status.audit.eventId,TRIES:.status.audit.attempts,DELIVERED:.status.audit.deliveredTime,FINALIZERS:.metadata.finalizers'
+say "The audit records the storage service stored ($BIN/auditreceiver -list $audit_url)"
+records=$("$BIN/auditreceiver" -list "$audit_url")
+echo "$records"
+if [ "$(grep -c "^$ns " <<<"$records")" != 3 ]; then
+  ok=false
+  echo "the storage service holds $(grep -c "^$ns " <<<"$records") audit records of namespace $ns, want 3 (one per execution)" >&2
+fi
+
 $ok || { echo "the demo failed" >&2; exit 1; }
 
 if [ -n "${KEEP:-}" ]; then
   say "The control plane and the operator keep running. Explore with kubectl:"
   echo "KUBECONFIG=$kubeconfig"
-  echo "  export KUBECONFIG=$kubeconfig; kubectl get kexec -A"
+  echo "  export KUBECONFIG=$kubeconfig; kubectl get kexec -A -o wide"
+  echo "The audit storage service keeps running too:"
+  echo "AUDIT_URL=$audit_url"
+  echo "  $BIN/auditreceiver -list $audit_url; curl -s $audit_url/api/v1/audit/kubernetes-execution"
   echo "  stop everything with: make demo-down"
 else
   say "Demo complete; stopping everything (KEEP=1 keeps it running)"

@@ -230,6 +230,10 @@ type KubernetesExecutionStatus struct {
 	// result is the outcome of the last finished attempt.
 	// +optional
 	Result *ExecutionResult `json:"result,omitempty"`
+
+	// audit is the delivery of the execution's audit event, once it has ended.
+	// +optional
+	Audit *AuditStatus `json:"audit,omitempty"`
 }
 
 // Attempt is one run of the action, as one Job.
@@ -298,6 +302,28 @@ type ExecutionResult struct {
 	// +optional
 	// +kubebuilder:pruning:PreserveUnknownFields
 	Data *apiextensionsv1.JSON `json:"data,omitempty"`
+
+	// resourceUsage is what the action measured of its own process and the processes it
+	// started, as it reported it in its result. Absent when the action's image does not report
+	// it, or when no result was read.
+	// +optional
+	ResourceUsage *ResourceUsage `json:"resourceUsage,omitempty"`
+}
+
+// ResourceUsage is what an action's process and its children consumed, as the action measured it
+// (getrusage on Linux). Both figures are integers: a CRD does not accept floating-point numbers
+// by default.
+type ResourceUsage struct {
+	// cpuMillis is the CPU time used, user and system, in milliseconds.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	CPUMillis int64 `json:"cpuMillis"`
+
+	// peakMemoryBytes is the largest resident set size reached, in bytes: the larger of the
+	// action's own peak and that of its largest child.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	PeakMemoryBytes int64 `json:"peakMemoryBytes"`
 }
 
 // KubernetesExecution runs one remediation action against one target as an isolated Job.
@@ -313,6 +339,7 @@ type ExecutionResult struct {
 // +kubebuilder:printcolumn:name="Target-NS",type=string,JSONPath=`.spec.action.target.namespace`,priority=1
 // +kubebuilder:printcolumn:name="Success",type=boolean,JSONPath=`.status.result.success`,priority=1
 // +kubebuilder:printcolumn:name="Requester",type=string,JSONPath=`.spec.admission.requester.username`,priority=1
+// +kubebuilder:printcolumn:name="Audited",type=string,JSONPath=`.status.conditions[?(@.type=="Audited")].status`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 type KubernetesExecution struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -44,14 +44,21 @@ type ActionResult struct {
 
 	// data is structured detail, for example the target before and after.
 	Data json.RawMessage `json:"data,omitempty"`
+
+	// resourceUsage is what the action's process and its children consumed, measured by the
+	// action itself when it wrote its result: {"cpuMillis": 120, "peakMemoryBytes": 31457280}.
+	// Optional; when it is not two non-negative integers it is ignored and the rest of the
+	// result stands.
+	ResourceUsage *ResourceUsage `json:"resourceUsage,omitempty"`
 }
 
 // resultFields are the JSON names of ActionResult's fields.
-var resultFields = []string{"success", "output", "error", "data"}
+var resultFields = []string{"success", "output", "error", "data", "resourceUsage"}
 
 // ParseActionResult reads an ActionResult from a termination message. It reports false when
 // the message is not a JSON object with at least one of the result's fields, such as a log tail
-// or a line of an action's JSON log. Data that is null is returned as none.
+// or a line of an action's JSON log. Data that is null is returned as none, and so is a
+// resourceUsage that is not two non-negative integers.
 func ParseActionResult(message string) (ActionResult, bool) {
 	message = strings.TrimSpace(message)
 	if !strings.HasPrefix(message, "{") {
@@ -68,16 +75,37 @@ func ParseActionResult(message string) (ActionResult, bool) {
 			break
 		}
 	}
-	var res ActionResult
-	if !found || json.Unmarshal([]byte(message), &res) != nil {
+	// The resourceUsage, kept raw, shadows the result's own, so that usage which cannot be read
+	// is dropped alone.
+	var wire struct {
+		ActionResult
+		ResourceUsage json.RawMessage `json:"resourceUsage"`
+	}
+	if !found || json.Unmarshal([]byte(message), &wire) != nil {
 		return ActionResult{}, false
 	}
+	res := wire.ActionResult
+	res.ResourceUsage = parseResourceUsage(wire.ResourceUsage)
 	if d := bytes.TrimSpace(res.Data); len(d) == 0 || bytes.Equal(d, []byte("null")) {
 		res.Data = nil
 	} else {
 		res.Data = d
 	}
 	return res, true
+}
+
+// parseResourceUsage reads a result's resourceUsage: nil unless it is an object with both figures
+// as non-negative integers.
+func parseResourceUsage(raw json.RawMessage) *ResourceUsage {
+	var u struct {
+		CPUMillis       *int64 `json:"cpuMillis"`
+		PeakMemoryBytes *int64 `json:"peakMemoryBytes"`
+	}
+	if len(raw) == 0 || json.Unmarshal(raw, &u) != nil || u.CPUMillis == nil || u.PeakMemoryBytes == nil ||
+		*u.CPUMillis < 0 || *u.PeakMemoryBytes < 0 {
+		return nil
+	}
+	return &ResourceUsage{CPUMillis: *u.CPUMillis, PeakMemoryBytes: *u.PeakMemoryBytes}
 }
 
 // TruncateUTF8 returns s cut to at most maxBytes bytes of valid UTF-8. A valid s that fits is

@@ -97,3 +97,38 @@ func TestParseActionResult(t *testing.T) {
 		})
 	}
 }
+
+// TestParseActionResultUsage: a resourceUsage of two non-negative integers is read; any other is
+// dropped and the rest of the result stands, since the status would refuse it.
+func TestParseActionResultUsage(t *testing.T) {
+	tests := []struct {
+		name      string
+		message   string
+		wantOK    bool
+		wantUsage *ResourceUsage
+	}{
+		{"usage", `{"success":true,"resourceUsage":{"cpuMillis":120,"peakMemoryBytes":31457280}}`, true, &ResourceUsage{CPUMillis: 120, PeakMemoryBytes: 31457280}},
+		{"zero usage", `{"success":true,"resourceUsage":{"cpuMillis":0,"peakMemoryBytes":0}}`, true, &ResourceUsage{}},
+		{"usage alone is a result", `{"resourceUsage":{"cpuMillis":1,"peakMemoryBytes":2}}`, true, &ResourceUsage{CPUMillis: 1, PeakMemoryBytes: 2}},
+		{"no usage", `{"success":true}`, true, nil},
+		{"null usage", `{"success":true,"resourceUsage":null}`, true, nil},
+		{"a figure missing", `{"success":true,"resourceUsage":{"cpuMillis":120}}`, true, nil},
+		{"negative", `{"success":true,"resourceUsage":{"cpuMillis":-1,"peakMemoryBytes":2}}`, true, nil},
+		{"fractional", `{"success":true,"resourceUsage":{"cpuMillis":0.5,"peakMemoryBytes":2}}`, true, nil},
+		{"not an object", `{"success":true,"resourceUsage":"lots"}`, true, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := ParseActionResult(tt.message)
+			if ok != tt.wantOK {
+				t.Fatalf("ok %v, want %v", ok, tt.wantOK)
+			}
+			if u := got.ResourceUsage; (u == nil) != (tt.wantUsage == nil) || (u != nil && *u != *tt.wantUsage) {
+				t.Fatalf("resource usage %+v, want %+v", u, tt.wantUsage)
+			}
+			if strings.Contains(tt.message, `"success":true`) && (got.Success == nil || !*got.Success) {
+				t.Fatalf("success %v: the rest of the result was lost", got.Success)
+			}
+		})
+	}
+}

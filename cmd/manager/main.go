@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/kubernaut/kubernaut-executor/controllers"
+	"github.com/kubernaut/kubernaut-executor/internal/audit"
 	"github.com/kubernaut/kubernaut-executor/internal/manager"
 )
 
@@ -54,6 +55,16 @@ func main() {
 	flag.StringVar(&cleanupRelease, "cleanup-ceiling-fragments", "",
 		"Delete this Helm release's predefined actions (their ConfigMaps in --namespace and the ActionTemplates made from them) and ceiling fragments, wait until the ceiling no longer holds their rules, and exit (the chart's pre-delete hook).")
 	zapOpts := zap.Options{}
+	var auditCfg audit.Config
+	var auditOpts controllers.AuditOptions
+	flag.StringVar(&auditCfg.URL, "audit-url", "", "The storage service's base URL; audit events go to <url>/api/v1/audit/kubernetes-execution. Empty: events go to the log and an Event, and no execution waits for them.")
+	flag.StringVar((*string)(&auditCfg.Format), "audit-format", string(audit.FormatKubernaut), "kubernaut (JSON) or cloudevents (CloudEvents 1.0, structured mode).")
+	flag.StringVar(&auditCfg.CAFile, "audit-ca-file", "", "PEM bundle of the CAs that sign the storage service's certificate (default: the system's).")
+	flag.StringVar(&auditCfg.TokenFile, "audit-token-file", "", "File holding a bearer token for the storage service, read again on every delivery (a mounted Secret rotates without a restart).")
+	flag.StringVar(&auditCfg.CertFile, "audit-cert-file", "", "Client certificate for mutual TLS with the storage service (with --audit-key-file).")
+	flag.StringVar(&auditCfg.KeyFile, "audit-key-file", "", "Client certificate's key.")
+	flag.DurationVar(&auditOpts.Deadline, "audit-deadline", 0, "Give up delivering an event this long after its execution ended: log it in full and release the execution. 0: never (an outage delays audit, it never loses it).")
+	flag.IntVar(&auditOpts.Concurrency, "audit-concurrency", 4, "Audit deliveries in flight at most.")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -78,7 +89,16 @@ func main() {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
+	if auditCfg.URL != "" {
+		sender, err := audit.NewSender(auditCfg)
+		if err != nil {
+			log.Error(err, "invalid audit settings")
+			os.Exit(2)
+		}
+		auditOpts.Sink = sender
+	}
 	mgrOpts := manager.Options{
+		Audit:                   auditOpts,
 		Namespace:               namespace,
 		CeilingName:             ceiling,
 		Executor:                opts,

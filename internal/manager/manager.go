@@ -49,6 +49,8 @@ type Options struct {
 	// SweepInterval is how often grants whose execution is gone are removed (default
 	// controllers.DefaultSweepInterval).
 	SweepInterval time.Duration
+	// Audit says where executions' audit events go (the manager's log when no sink is set).
+	Audit controllers.AuditOptions
 
 	// MetricsBindAddress is the metrics endpoint's address; empty or "0" serves none.
 	MetricsBindAddress string
@@ -134,6 +136,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Random:          opts.Random,
 		Validator:       validator,
 		SweepInterval:   opts.SweepInterval,
+		Audit:           opts.Audit,
 	}); err != nil {
 		return nil, fmt.Errorf("setting up the controllers: %w", err)
 	}

@@ -476,6 +476,140 @@ func TestRestrictedPodSecurity(t *testing.T) {
 	}
 }
 
+// TestAudit checks the audit values: ci/audit-values.yaml renders every audit flag, the CA
+// bundle's ConfigMap (and a checksum that restarts the manager when it changes) and read-only
+// mounts of the CA, the token Secret's key and the client certificate; the default values
+// render no audit flag and no audit volume.
+func TestAudit(t *testing.T) {
+	objs := mustRender(t, "audit-values.yaml")
+	d := convert[appsv1.Deployment](t, objs["Deployment"][0])
+	pod := d.Spec.Template.Spec
+	want := []string{
+		"--audit-url=https://audit.example.internal:8443",
+		"--audit-format=cloudevents",
+		"--audit-concurrency=8",
+		"--audit-deadline=24h",
+		"--audit-ca-file=/etc/kubernaut/audit/ca/ca.crt",
+		"--audit-token-file=/etc/kubernaut/audit/token/token",
+		"--audit-cert-file=/etc/kubernaut/audit/client/tls.crt",
+		"--audit-key-file=/etc/kubernaut/audit/client/tls.key",
+	}
+	if got := auditArgs(pod.Containers[0].Args); !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("audit flags\n%v\nwant\n%v", got, want)
+	}
+
+	cm := convert[corev1.ConfigMap](t, find(t, objs, "ConfigMap", "kx-kubernaut-executor-audit-ca"))
+	if cm.Namespace != "kubernaut-system" || !strings.HasPrefix(cm.Data["ca.crt"], "-----BEGIN CERTIFICATE-----\n") {
+		t.Errorf("audit CA ConfigMap %s/%s: %q", cm.Namespace, cm.Name, cm.Data["ca.crt"])
+	}
+	if d.Spec.Template.Annotations["checksum/audit-ca"] == "" {
+		t.Error("no checksum of the audit CA bundle on the manager's pods: a new bundle would not restart it")
+	}
+
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range pod.Containers[0].VolumeMounts {
+		mounts[m.Name] = m
+	}
+	volumes := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		volumes[v.Name] = v
+	}
+	for name, dir := range map[string]string{"audit-ca": "ca", "audit-token": "token", "audit-client-cert": "client"} {
+		path := "/etc/kubernaut/audit/" + dir
+		if m, ok := mounts[name]; !ok || m.MountPath != path || !m.ReadOnly || m.SubPath != "" {
+			t.Errorf("volume mount %s: %+v, want read-only at %s without subPath (which would never see a rotation)", name, m, path)
+		}
+	}
+	if v := volumes["audit-ca"]; v.ConfigMap == nil || v.ConfigMap.Name != cm.Name {
+		t.Errorf("volume audit-ca: %+v", v.VolumeSource)
+	}
+	if v := volumes["audit-token"]; v.Secret == nil || v.Secret.SecretName != "audit-token" ||
+		!equality.Semantic.DeepEqual(v.Secret.Items, []corev1.KeyToPath{{Key: "token", Path: "token"}}) {
+		t.Errorf("volume audit-token: %+v", v.VolumeSource)
+	}
+	if v := volumes["audit-client-cert"]; v.Secret == nil || v.Secret.SecretName != "audit-client-tls" ||
+		!equality.Semantic.DeepEqual(v.Secret.Items, []corev1.KeyToPath{{Key: "tls.crt", Path: "tls.crt"}, {Key: "tls.key", Path: "tls.key"}}) {
+		t.Errorf("volume audit-client-cert: %+v", v.VolumeSource)
+	}
+
+	// A plain HTTP URL alone: the URL, the format and the concurrency, nothing else.
+	objs, err := render(t, "", map[string]any{"audit": map[string]any{"url": "http://10.250.1.1:8090"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = convert[appsv1.Deployment](t, objs["Deployment"][0])
+	want = []string{"--audit-url=http://10.250.1.1:8090", "--audit-format=kubernaut", "--audit-concurrency=4"}
+	if got := auditArgs(d.Spec.Template.Spec.Containers[0].Args); !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("audit flags with a plain URL: %v, want %v", got, want)
+	}
+	if len(d.Spec.Template.Spec.Volumes) != 1 || len(objs["ConfigMap"]) != len(predefinedConfigMaps(t, objs)) {
+		t.Errorf("audit volumes or ConfigMap without credentials: %v", d.Spec.Template.Spec.Volumes)
+	}
+
+	// The defaults: no storage service, so no flag, volume or ConfigMap at all.
+	objs = mustRender(t, "default-values.yaml")
+	d = convert[appsv1.Deployment](t, objs["Deployment"][0])
+	if got := auditArgs(d.Spec.Template.Spec.Containers[0].Args); len(got) != 0 {
+		t.Errorf("the default values render audit flags %v", got)
+	}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if strings.HasPrefix(v.Name, "audit") {
+			t.Errorf("the default values render the volume %s", v.Name)
+		}
+	}
+	if _, ok := d.Spec.Template.Annotations["checksum/audit-ca"]; ok {
+		t.Error("the default values render an audit CA checksum")
+	}
+}
+
+// auditArgs returns the manager's --audit-* flags, in order.
+func auditArgs(args []string) []string {
+	var out []string
+	for _, a := range args {
+		if strings.HasPrefix(a, "--audit-") {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// TestAuditValuesFail checks that audit values the manager would refuse, or that contradict each
+// other, fail the install with a message naming the values.
+func TestAuditValuesFail(t *testing.T) {
+	const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	tests := []struct {
+		name  string
+		audit map[string]any
+		want  string
+	}{
+		{"token over plain HTTP", map[string]any{"url": "http://audit:8090", "tokenSecret": "audit-token"},
+			`audit.url "http://audit:8090" is plain HTTP, and the manager sends no credentials over plain HTTP: use an https:// URL, or leave out audit.tokenSecret`},
+		{"CA bundle over plain HTTP", map[string]any{"url": "http://audit:8090", "caBundle": pem},
+			"is plain HTTP, and the manager sends no credentials over plain HTTP: use an https:// URL, or leave out audit.caBundle"},
+		{"client certificate over plain HTTP", map[string]any{"url": "http://audit:8090", "clientCertSecret": "audit-tls"},
+			"leave out audit.clientCertSecret"},
+		{"credentials without a URL", map[string]any{"tokenSecret": "audit-token", "clientCertSecret": "audit-tls"},
+			"audit.tokenSecret, audit.clientCertSecret: only used with audit.url, which is empty"},
+		{"CA bundle without a certificate", map[string]any{"url": "https://audit:8443", "caBundle": "not a certificate"},
+			"audit.caBundle holds no PEM certificate"},
+		{"URL with a user", map[string]any{"url": "https://user@audit:8443"}, "at '/audit/url'"},
+		{"URL with a query", map[string]any{"url": "https://audit:8443/?token=x"}, "at '/audit/url'"},
+		{"URL without a scheme", map[string]any{"url": "audit:8443"}, "at '/audit/url'"},
+		{"unknown format", map[string]any{"url": "https://audit:8443", "format": "xml"}, "at '/audit/format'"},
+		{"bad deadline", map[string]any{"url": "https://audit:8443", "deadline": "1 day"}, "at '/audit/deadline'"},
+		{"no concurrency", map[string]any{"url": "https://audit:8443", "concurrency": 0}, "at '/audit/concurrency'"},
+		{"misspelt value", map[string]any{"url": "https://audit:8443", "tokenSecrets": "x"}, "additional properties 'tokenSecrets' not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := render(t, "", map[string]any{"audit": tt.audit})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestBadValuesFailWithTheSchemasMessage(t *testing.T) {
 	tests := []struct {
 		name   string

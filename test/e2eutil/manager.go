@@ -56,17 +56,21 @@ func InstallRBAC(ctx context.Context, c *localcluster.Cluster, k8s client.Client
 // binary builds it (internal/manager), as the manager's own ServiceAccount, serving the webhooks
 // where the cluster expects them. stop stops it. The manager always uses the project's scheme
 // (manager.Scheme); the scheme argument is not used.
-func StartManager(ctx context.Context, c *localcluster.Cluster, _ *runtime.Scheme, opts controllers.ExecutorOptions) (stop func(), err error) {
+func StartManager(ctx context.Context, c *localcluster.Cluster, _ *runtime.Scheme, opts controllers.ExecutorOptions, more ...func(*manager.Options)) (stop func(), err error) {
 	cfg, err := TokenConfig(ctx, c.Config, Namespace, "kubernaut-executor")
 	if err != nil {
 		return nil, err
 	}
 	mgrCtx, cancel := context.WithCancel(context.Background())
-	mgr, err := manager.New(mgrCtx, cfg, manager.Options{
+	mgrOpts := manager.Options{
 		Namespace: Namespace,
 		Executor:  opts,
 		Webhooks:  &webhook.Options{Host: c.Webhook.Host, Port: c.Webhook.Port, CertDir: c.Webhook.CertDir},
-	})
+	}
+	for _, m := range more {
+		m(&mgrOpts)
+	}
+	mgr, err := manager.New(mgrCtx, cfg, mgrOpts)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -108,24 +112,26 @@ type Installed struct {
 	// Client is an administrator's client.
 	Client client.Client
 	stop   func()
+	opts   controllers.ExecutorOptions
+	more   []func(*manager.Options)
 }
 
-// StartInstalled starts an Installed executor whose manager runs with opts. The action image
-// is the project's binary (as localcluster runs it).
-func StartInstalled(ctx context.Context, name string, opts controllers.ExecutorOptions) (*Installed, error) {
+// StartInstalled starts an Installed executor whose manager runs with opts (and whatever more
+// changes in its options). The action image is the project's binary (as localcluster runs it).
+func StartInstalled(ctx context.Context, name string, opts controllers.ExecutorOptions, more ...func(*manager.Options)) (*Installed, error) {
 	c, err := StartClusterWith(ctx, name, localcluster.Options{
 		WebhookPaths: []string{filepath.Join(RepoRoot(), "config", "webhook")},
 	})
 	if err != nil {
 		return nil, err
 	}
-	in := &Installed{Cluster: c}
+	in := &Installed{Cluster: c, opts: opts, more: more}
 	if in.Client, err = client.New(c.Config, client.Options{Scheme: Scheme()}); err == nil {
 		if err = InstallRBAC(ctx, c, in.Client); err == nil {
 			if opts.ActionImages == nil {
 				opts.ActionImages = map[string]string{"kubernaut-actions": localcluster.ActionsImage + ":test"}
 			}
-			in.stop, err = StartManager(ctx, c, Scheme(), opts)
+			in.stop, err = StartManager(ctx, c, Scheme(), opts, more...)
 		}
 	}
 	if err != nil {
@@ -133,6 +139,17 @@ func StartInstalled(ctx context.Context, name string, opts controllers.ExecutorO
 		return nil, err
 	}
 	return in, nil
+}
+
+// RestartManager stops the manager, as a crash would between any two of its API calls, and
+// starts it again with the same options.
+func (in *Installed) RestartManager(ctx context.Context) error {
+	in.stop()
+	var err error
+	// One process: the restarted manager's controllers have the same names as the first's.
+	more := append(in.more[:len(in.more):len(in.more)], func(o *manager.Options) { o.SkipNameValidation = true })
+	in.stop, err = StartManager(ctx, in.Cluster, Scheme(), in.opts, more...)
+	return err
 }
 
 // Stop stops the manager and the control plane.

@@ -33,8 +33,9 @@ func WithData(r v1alpha1.ActionResult, v any) v1alpha1.ActionResult {
 
 // Encode returns r as JSON of at most v1alpha1.MaxResultBytes. When it does not fit, the output
 // is cut with v1alpha1.TruncateUTF8; if the rest alone is too large, the data is dropped first;
-// as a last resort the output is dropped and the error is cut too. Data that is not valid JSON
-// is dropped, and the error says so. The result is always valid JSON that
+// as a last resort the output is dropped and the error is cut too. The resourceUsage, a few
+// dozen bytes, is always kept and counts towards the limit. Data that is not valid JSON is
+// dropped, and the error says so. The result is always valid JSON that
 // v1alpha1.ParseActionResult reads.
 func Encode(r v1alpha1.ActionResult) []byte {
 	b, err := json.Marshal(r)
@@ -56,7 +57,7 @@ func Encode(r v1alpha1.ActionResult) []byte {
 	if b, ok := fit(&r, &r.Error); ok {
 		return b
 	}
-	b, _ = json.Marshal(v1alpha1.ActionResult{Success: r.Success, Error: "result too large"})
+	b, _ = json.Marshal(v1alpha1.ActionResult{Success: r.Success, Error: "result too large", ResourceUsage: r.ResourceUsage})
 	return b
 }
 
@@ -97,11 +98,13 @@ func joinErr(a, b string) string {
 	return a + "; " + b
 }
 
-// Write writes r to the termination message path.
+// Write writes r to the termination message path, with its resourceUsage measured by Usage just
+// before (absent when nothing could be measured).
 func Write(r v1alpha1.ActionResult) error {
 	path := os.Getenv("TERMINATION_MESSAGE_PATH")
 	if path == "" {
 		path = DefaultPath
 	}
+	r.ResourceUsage = Usage()
 	return os.WriteFile(path, Encode(r), 0o600) //nolint:gosec // G703: the path is set by the pod's runner (see DefaultPath), not by the action's input.
 }

@@ -2,8 +2,12 @@ package result
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
@@ -26,6 +30,8 @@ func TestEncode(t *testing.T) {
 		{name: "huge data dropped", in: v1alpha1.ActionResult{Success: ptrTo(false), Output: "x", Data: json.RawMessage(`{"blob":"` + strings.Repeat("a", 9000) + `"}`)}, wantOutputEnd: "x"},
 		{name: "invalid data dropped", in: v1alpha1.ActionResult{Success: ptrTo(false), Data: json.RawMessage(`{"blob":`)}, wantErrorPart: "data could not be encoded"},
 		{name: "huge error cut", in: v1alpha1.ActionResult{Success: ptrTo(false), Output: big, Error: big}, wantErrorPart: v1alpha1.TruncationMarker},
+		{name: "usage kept when the output is cut", in: v1alpha1.ActionResult{Success: ptrTo(true), Output: big, ResourceUsage: maxUsage}, wantOutputEnd: v1alpha1.TruncationMarker},
+		{name: "usage kept when everything else is cut", in: v1alpha1.ActionResult{Success: ptrTo(false), Output: big, Error: big, ResourceUsage: maxUsage}, wantErrorPart: v1alpha1.TruncationMarker},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,8 +55,54 @@ func TestEncode(t *testing.T) {
 			if has := got.Data != nil; has != tt.wantData {
 				t.Fatalf("data present = %v, want %v", has, tt.wantData)
 			}
+			if !sameUsage(got.ResourceUsage, tt.in.ResourceUsage) {
+				t.Fatalf("resource usage %+v, want %+v", got.ResourceUsage, tt.in.ResourceUsage)
+			}
 		})
 	}
+}
+
+// maxUsage is the longest resourceUsage there is.
+var maxUsage = &v1alpha1.ResourceUsage{CPUMillis: 1<<63 - 1, PeakMemoryBytes: 1<<63 - 1}
+
+func sameUsage(a, b *v1alpha1.ResourceUsage) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
+// TestWriteMeasuresUsage checks that the result an action writes carries its CPU time and peak
+// memory, as positive figures the executor reads back.
+func TestWriteMeasuresUsage(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("resource usage is measured on Linux only")
+	}
+	// Use at least a millisecond of CPU, so the figure cannot round down to zero.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+		if u := Usage(); u != nil && u.CPUMillis > 0 {
+			break
+		}
+	}
+	path := filepath.Join(t.TempDir(), "termination-log")
+	t.Setenv("TERMINATION_MESSAGE_PATH", path)
+	if err := Write(v1alpha1.ActionResult{Success: ptrTo(true), Output: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := v1alpha1.ParseActionResult(string(b))
+	if !ok || got.Output != "done" {
+		t.Fatalf("not the result written: %s", b)
+	}
+	u := got.ResourceUsage
+	if u == nil || u.CPUMillis <= 0 || u.PeakMemoryBytes <= 0 {
+		t.Fatalf("resource usage %+v in %s, want positive figures", u, b)
+	}
+	// A Go test binary's resident set is megabytes, never a few KiB: the unit is bytes.
+	if u.PeakMemoryBytes < 1<<20 {
+		t.Fatalf("peak memory %d bytes: not converted from KiB?", u.PeakMemoryBytes)
+	}
+	t.Logf("measured %s", b)
 }
 
 func TestWithData(t *testing.T) {
@@ -69,17 +121,22 @@ func TestWithData(t *testing.T) {
 
 // FuzzEncode checks that whatever an action reports, the executor reads it back: the encoded
 // result fits the termination message and v1alpha1.ParseActionResult, the executor's parser,
-// returns it, with the output and error whole, cut and marked, or dropped.
+// returns it, with the output and error whole, cut and marked, or dropped, and the resource
+// usage (when both figures are non-negative) whole.
 func FuzzEncode(f *testing.F) {
-	f.Add("output", "error", strings.Repeat("z", 5000))
-	f.Add("\xff\xfe", "", "")
-	f.Add(strings.Repeat("€", 1400), strings.Repeat("<&>", 300), `{"replicas":3}`)
-	f.Fuzz(func(t *testing.T, output, errText, data string) {
+	f.Add("output", "error", strings.Repeat("z", 5000), int64(-1), int64(0))
+	f.Add("\xff\xfe", "", "", int64(0), int64(0))
+	f.Add(strings.Repeat("€", 1400), strings.Repeat("<&>", 300), `{"replicas":3}`, int64(1<<63-1), int64(1<<63-1))
+	f.Add(strings.Repeat("\x00", 5000), strings.Repeat("\"", 5000), `{"replicas":3}`, int64(123), int64(31457280))
+	f.Fuzz(func(t *testing.T, output, errText, data string, cpuMillis, peakMemoryBytes int64) {
 		raw := json.RawMessage(data)
 		if !json.Valid(raw) {
 			raw, _ = json.Marshal(data)
 		}
 		in := v1alpha1.ActionResult{Success: ptrTo(len(output)%2 == 0), Output: output, Error: errText, Data: raw}
+		if cpuMillis >= 0 && peakMemoryBytes >= 0 {
+			in.ResourceUsage = &v1alpha1.ResourceUsage{CPUMillis: cpuMillis, PeakMemoryBytes: peakMemoryBytes}
+		}
 		b := Encode(in)
 		if len(b) > v1alpha1.MaxResultBytes || !json.Valid(b) {
 			t.Fatalf("invalid or oversized: %d bytes", len(b))
@@ -99,6 +156,9 @@ func FuzzEncode(f *testing.F) {
 		}
 		if utf8.ValidString(errText) && got.Error != "result too large" && !wholeCutOrDropped(got.Error, errText) {
 			t.Fatalf("error %q is not the action's", got.Error)
+		}
+		if !sameUsage(got.ResourceUsage, in.ResourceUsage) {
+			t.Fatalf("resource usage %+v, want %+v", got.ResourceUsage, in.ResourceUsage)
 		}
 	})
 }

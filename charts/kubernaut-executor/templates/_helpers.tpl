@@ -51,6 +51,31 @@ app.kubernetes.io/component: manager
 kubernaut-executor-ceiling
 {{- end }}
 
+{{- define "kubernaut-executor.auditCA" -}}
+{{ include "kubernaut-executor.fullname" . }}-audit-ca
+{{- end }}
+
+{{/*
+Fails on contradictory audit values: credentials without a URL, or with a plain HTTP one (the
+manager refuses to send them over HTTP too), and a CA bundle with no PEM certificate.
+*/}}
+{{- define "kubernaut-executor.checkAudit" -}}
+{{- $audit := .Values.audit }}
+{{- $credentials := list }}
+{{- if $audit.caBundle }}{{ $credentials = append $credentials "audit.caBundle" }}{{ end }}
+{{- if $audit.tokenSecret }}{{ $credentials = append $credentials "audit.tokenSecret" }}{{ end }}
+{{- if $audit.clientCertSecret }}{{ $credentials = append $credentials "audit.clientCertSecret" }}{{ end }}
+{{- if and $credentials (not $audit.url) }}
+{{- fail (printf "%s: only used with audit.url, which is empty; set it to the storage service's https:// URL" (join ", " $credentials)) }}
+{{- end }}
+{{- if and $credentials (hasPrefix "http://" $audit.url) }}
+{{- fail (printf "audit.url %q is plain HTTP, and the manager sends no credentials over plain HTTP: use an https:// URL, or leave out %s" $audit.url (join ", " $credentials)) }}
+{{- end }}
+{{- if and $audit.caBundle (not (contains "-----BEGIN CERTIFICATE-----" $audit.caBundle)) }}
+{{- fail "audit.caBundle holds no PEM certificate (-----BEGIN CERTIFICATE-----)" }}
+{{- end }}
+{{- end }}
+
 {{- define "kubernaut-executor.managerImage" -}}
 {{ .Values.manager.image.repository }}:{{ default .Chart.AppVersion .Values.manager.image.tag }}
 {{- end }}

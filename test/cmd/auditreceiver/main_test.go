@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,4 +145,54 @@ func writeServerCertificate(t *testing.T, dir string) (string, string, string) {
 	p := testpki.New(t, dir)
 	certFile, keyFile := p.WritePair(t, p.Server, filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
 	return p.CAFile, certFile, keyFile
+}
+
+// TestListPrintsALinePerEvent stores an event in each format and checks -list's table.
+func TestListPrintsALinePerEvent(t *testing.T) {
+	recv, err := auditreceiver.New(filepath.Join(t.TempDir(), "events.jsonl"), auditreceiver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = recv.Close() })
+	srv := httptest.NewServer(recv.Handler())
+	t.Cleanup(srv.Close)
+
+	events := []struct {
+		format audit.Format
+		ev     audit.Event
+	}{
+		{audit.FormatKubernaut, audit.Event{EventType: audit.EventType, EventID: "e-1", ExecutionName: "scale-web", ExecutionNamespace: "team-a",
+			ActionType: "scale-deployment", Phase: "Completed", Reason: "Succeeded", Requester: &audit.Requester{Username: "alice"},
+			Attempts: []audit.Attempt{{Number: 1}}}},
+		{audit.FormatCloudEvents, audit.Event{EventType: audit.EventType, EventID: "e-2", ExecutionName: "drain", ExecutionNamespace: "team-b",
+			ActionType: "drain-node", Phase: "Failed", Reason: "MaxRetriesExceeded", Attempts: []audit.Attempt{{Number: 1}, {Number: 2}}}},
+	}
+	for _, e := range events {
+		s, err := audit.NewSender(audit.Config{URL: srv.URL, Format: e.format})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(context.Background(), e.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var out bytes.Buffer
+	if err := list(context.Background(), &out, srv.URL, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{"NAMESPACE", "EXECUTION", "ACTION", "PHASE", "REASON", "REQUESTER", "ATTEMPTS", "EVENT", "ID"},
+		{"team-a", "scale-web", "scale-deployment", "Completed", "Succeeded", "alice", "1", "e-1"},
+		{"team-b", "drain", "drain-node", "Failed", "MaxRetriesExceeded", "-", "2", "e-2"},
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("-list printed\n%s\nwant %d lines", out.String(), len(want))
+	}
+	for i, line := range lines {
+		if got := strings.Fields(line); strings.Join(got, " ") != strings.Join(want[i], " ") {
+			t.Errorf("line %d: %q, want the fields %q", i, line, want[i])
+		}
+	}
 }
