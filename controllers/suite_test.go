@@ -209,16 +209,28 @@ func (l *writeLog) funcs() interceptor.Funcs {
 			return err
 		},
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-			l.record("update", obj)
-			return c.Update(ctx, obj, opts...)
+			// Recorded once it is stored: a write refused for a stale copy is tried again.
+			err := c.Update(ctx, obj, opts...)
+			if err == nil {
+				l.record("update", obj)
+			}
+			return err
 		},
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-			l.record("patch", obj)
-			return c.Patch(ctx, obj, patch, opts...)
+			// Recorded once it is stored: a write refused for a stale copy is tried again.
+			err := c.Patch(ctx, obj, patch, opts...)
+			if err == nil {
+				l.record("patch", obj)
+			}
+			return err
 		},
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-			l.record("delete", obj)
-			return c.Delete(ctx, obj, opts...)
+			// Recorded once it is stored: a write refused for a stale copy is tried again.
+			err := c.Delete(ctx, obj, opts...)
+			if err == nil {
+				l.record("delete", obj)
+			}
+			return err
 		},
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -223,6 +225,45 @@ var _ = Describe("Audit", func() {
 		events := stored("outage")
 		Expect(events).To(HaveLen(1))
 		Expect(events[0].Phase).To(Equal("Completed"))
+	})
+
+	It("stores every event exactly once after an outage that lasts the whole run", func(ctx SpecContext) {
+		n := 30 // AUDIT_OUTAGE_EXECUTIONS overrides it, e.g. 300 for the full figure
+		if v, err := strconv.Atoi(os.Getenv("AUDIT_OUTAGE_EXECUTIONS")); err == nil && v > 0 {
+			n = v
+		}
+		Expect(receiver.SetFault(auditreceiver.Fault{Mode: auditreceiver.ModeFail, Status: 503})).To(Succeed())
+		before := receiver.State().Counters.Stored
+		for i := range n {
+			Expect(k8s.Create(ctx, execution(ns, fmt.Sprintf("burst-%03d", i), "audited-action", `{"output":"done"}`))).To(Succeed())
+		}
+		// Every execution ends while the storage service is down; none may go.
+		Eventually(func(g Gomega) {
+			list := &v1alpha1.KubernetesExecutionList{}
+			g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			g.Expect(list.Items).To(HaveLen(n))
+			for _, e := range list.Items {
+				g.Expect(e.Status.Phase).To(Equal(v1alpha1.PhaseCompleted), e.Name)
+				g.Expect(meta.IsStatusConditionFalse(e.Status.Conditions, v1alpha1.ConditionAudited)).To(BeTrue(), e.Name)
+			}
+		}, time.Duration(n)*2*time.Second+time.Minute).Should(Succeed())
+		Expect(receiver.State().Counters.Stored).To(Equal(before))
+		Expect(backlog()).To(BeNumerically(">=", n))
+
+		Expect(receiver.SetFault(auditreceiver.Fault{})).To(Succeed())
+		start := time.Now()
+		Eventually(func(g Gomega) {
+			list := &v1alpha1.KubernetesExecutionList{}
+			g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			for _, e := range list.Items {
+				g.Expect(e.Finalizers).NotTo(ContainElement(v1alpha1.AuditFinalizer), e.Name)
+			}
+		}, 5*time.Minute).Should(Succeed())
+		GinkgoWriter.Printf("%d audit events delivered %s after the storage service came back\n", n, time.Since(start).Round(time.Millisecond))
+		Expect(receiver.State().Counters.Stored - before).To(Equal(n))
+		for i := range n {
+			Expect(stored(fmt.Sprintf("burst-%03d", i))).To(HaveLen(1))
+		}
 	})
 
 	It("resends an event whose acknowledgement was lost with the same id, and it is stored once", func(ctx SpecContext) {
