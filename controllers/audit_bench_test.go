@@ -3,8 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -32,13 +30,7 @@ import (
 // API server and the manager's cache).
 func BenchmarkAuditDrain(b *testing.B) {
 	const backlog = 1000
-	srv, err := auditreceiver.New(filepath.Join(b.TempDir(), "events.jsonl"), auditreceiver.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = srv.Close() }()
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
+	_, ts := auditreceiver.NewTestServer(b)
 	sender, err := audit.NewSender(audit.Config{URL: ts.URL})
 	if err != nil {
 		b.Fatal(err)

@@ -3,8 +3,6 @@ package auditreceiver_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,13 +17,7 @@ import (
 // (appended and fsynced) before it acknowledges, from 4 senders at once as the manager's audit
 // workers do. It reports events per second.
 func BenchmarkDelivery(b *testing.B) {
-	srv, err := auditreceiver.New(filepath.Join(b.TempDir(), "events.jsonl"), auditreceiver.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = srv.Close() }()
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
+	_, ts := auditreceiver.NewTestServer(b)
 	sender, err := audit.NewSender(audit.Config{URL: ts.URL})
 	if err != nil {
 		b.Fatal(err)
