@@ -16,6 +16,10 @@ HELM_VERSION ?= v3.22.0
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GINKGO := $(BIN)/ginkgo-$(GINKGO_VERSION)
 HELM := $(BIN)/helm-$(HELM_VERSION)
+# kwok simulates pods for the suites at scale. Not in tools/go.mod: it needs k8s.io/api v0.36,
+# which no longer has the autoscaling/v2beta* types kube-score v1.20.0 still uses.
+KWOK_VERSION ?= v0.8.0
+KWOK := $(BIN)/kwok-$(KWOK_VERSION)
 # chart-testing is pinned in tools/go.mod.
 CT := $(BIN)/ct
 # golangci-lint is pinned in tools/go.mod (kept out of the main go.mod); .golangci.yml configures it.
@@ -103,14 +107,14 @@ images: ## Build the manager's and the action's images with the first builder fo
 	$$builder -f actions/Dockerfile -t $(ACTIONS_IMAGE) .
 
 .PHONY: controlplane
-controlplane: ## Build (or reuse from the cache) etcd, kube-apiserver and kube-controller-manager.
+controlplane: ## Build (or reuse from the cache) etcd, kube-apiserver, kube-controller-manager and kube-scheduler.
 	@test/tools/build-control-plane.sh >/dev/null
 
 ##@ Test
 
 .PHONY: test
-test: controlplane build $(GINKGO) $(HELM) ## Run every test: unit tests and the suites on the local control plane.
-	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" KUBERNAUT_BIN="$(BIN)" \
+test: controlplane build $(GINKGO) $(HELM) $(KWOK) ## Run every test: unit tests and the suites on the local control plane.
+	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" KUBERNAUT_BIN="$(BIN)" KWOK="$(KWOK)" \
 		$(GINKGO) -r --randomize-all --timeout=25m $(GINKGO_ARGS) ./...
 
 FUZZTIME ?= 10s
@@ -122,9 +126,26 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
 	go test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./internal/paramschema
 	go test -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME) ./internal/render
 
+# The scale benchmark: BENCH_N executions at once (BENCH_SIZES=1000,5000,10000 for several runs),
+# then BENCH_RATE per second for BENCH_RATE_SECONDS; BENCH_MANAGER_ARGS adds manager flags.
+BENCH_N ?= 1000
+BENCH_SIZES ?=
+BENCH_RATE ?= 20
+BENCH_RATE_SECONDS ?= 30
+BENCH_MANAGER_ARGS ?=
+
 .PHONY: bench
-bench: ## Run the benchmarks and print their figures.
+bench: bench-go bench-scale ## Run the Go microbenchmarks and the scale benchmark; print their figures.
+
+.PHONY: bench-go
+bench-go: ## Run the Go microbenchmarks.
 	go test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: bench-scale
+bench-scale: controlplane build $(KWOK) ## Run the scale benchmark on the local control plane (pods finished by kwok); figures in .work/bench/results.json.
+	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" KUBERNAUT_BIN="$(BIN)" KWOK="$(KWOK)" \
+		BENCH_N="$(BENCH_N)" BENCH_SIZES="$(BENCH_SIZES)" BENCH_RATE="$(BENCH_RATE)" BENCH_RATE_SECONDS="$(BENCH_RATE_SECONDS)" \
+		BENCH_MANAGER_ARGS="$(BENCH_MANAGER_ARGS)" go run ./test/cmd/scalebench -out "$(CURDIR)/.work/bench"
 
 .PHONY: cluster
 cluster: controlplane build ## Start the local control plane by hand, with the CRDs; prints KUBECONFIG=<path>. Ctrl-C stops it.
@@ -157,6 +178,11 @@ $(GOLANGCI_LINT): tools/go.mod
 
 $(KUBE_SCORE): tools/go.mod
 	cd tools && go install github.com/zegl/kube-score/cmd/kube-score
+
+$(KWOK):
+	go install sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+	mv $(BIN)/kwok $@
+	ln -sf $(notdir $@) $(BIN)/kwok
 
 $(GINKGO):
 	go install github.com/onsi/ginkgo/v2/ginkgo@$(GINKGO_VERSION)

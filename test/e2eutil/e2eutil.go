@@ -38,6 +38,18 @@ func BinDir() string {
 	return filepath.Join(RepoRoot(), "bin")
 }
 
+// KwokBinary is the kwok binary (make test builds it): $KWOK, else kwok in BinDir.
+func KwokBinary() (string, error) {
+	path := os.Getenv("KWOK")
+	if path == "" {
+		path = filepath.Join(BinDir(), "kwok")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("kwok is not built (make test builds it, or set KWOK): %w", err)
+	}
+	return path, nil
+}
+
 // StartCluster starts the local control plane with the project's CRDs installed and its
 // binaries standing in for its images. The binaries must have been built (make build).
 func StartCluster(ctx context.Context, name string) (*localcluster.Cluster, error) {

@@ -119,9 +119,15 @@ type Installed struct {
 // StartInstalled starts an Installed executor whose manager runs with opts (and whatever more
 // changes in its options). The action image is the project's binary (as localcluster runs it).
 func StartInstalled(ctx context.Context, name string, opts controllers.ExecutorOptions, more ...func(*manager.Options)) (*Installed, error) {
-	c, err := StartClusterWith(ctx, name, localcluster.Options{
-		WebhookPaths: []string{filepath.Join(RepoRoot(), "config", "webhook")},
-	})
+	return StartInstalledOn(ctx, name, localcluster.Options{}, opts, more...)
+}
+
+// StartInstalledOn is StartInstalled on a control plane started with copts, for example with
+// Kwok set so that kwok finishes the action pods (see KwokBinary). The webhook configurations
+// are always config/webhook.
+func StartInstalledOn(ctx context.Context, name string, copts localcluster.Options, opts controllers.ExecutorOptions, more ...func(*manager.Options)) (*Installed, error) {
+	copts.WebhookPaths = []string{filepath.Join(RepoRoot(), "config", "webhook")}
+	c, err := StartClusterWith(ctx, name, copts)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,9 @@
 // the demo: etcd and kube-apiserver (through envtest, with RBAC, ServiceAccount admission and
 // Pod Security admission), kube-controller-manager (the real Job, garbage-collector, namespace,
 // ServiceAccount and RBAC aggregation controllers) and the node agent in place of a kubelet.
+//
+// With Options.Kwok it simulates pods instead, for runs at scale: kube-scheduler binds them to
+// one Node that kwok runs through the stages in kwok/, so no process runs per pod.
 package localcluster
 
 import (
@@ -10,7 +13,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -33,11 +35,16 @@ const NodeName = "local-node"
 // for cordon and drain without disturbing everything else.
 const SpareNodeName = "spare-node"
 
+// KwokNodeName is the Node that kwok runs pods on when Options.Kwok is set.
+const KwokNodeName = "kwok-node"
+
 // Options configure a Cluster.
 type Options struct {
-	// AssetsDir holds etcd, kube-apiserver and kube-controller-manager (KUBEBUILDER_ASSETS).
+	// AssetsDir holds etcd, kube-apiserver, kube-controller-manager and kube-scheduler
+	// (KUBEBUILDER_ASSETS).
 	AssetsDir string
-	// Dir receives the kubeconfig, logs and the node agent's files. Created if missing.
+	// Dir receives the kubeconfig, logs and the node agent's files (or kwok's stages). Created
+	// if missing.
 	Dir string
 	// CRDDirs are installed before Start returns.
 	CRDDirs []string
@@ -52,6 +59,14 @@ type Options struct {
 	// WebhookPaths hold webhook configurations to install, pointed at a local server (see
 	// Cluster.Webhook) with generated certificates.
 	WebhookPaths []string
+	// APIServerFlags are extra kube-apiserver flags, name without dashes to value (for example
+	// an audit policy and log for the scale benchmark).
+	APIServerFlags map[string]string
+	// Kwok is the path of the kwok binary. When set, pods are simulated instead of run: the node
+	// agent does not start (Cluster.Agent is nil, Images are not used, PodNetwork cannot be
+	// set), kube-scheduler binds pods to the Node KwokNodeName, and kwok plays the stages in
+	// kwok/ on them (Running at once, then Job pods finish as their first argument says).
+	Kwok string
 }
 
 // Cluster is a running local control plane.
@@ -60,7 +75,7 @@ type Cluster struct {
 	Config *rest.Config
 	// Kubeconfig is the path of the administrator's kubeconfig.
 	Kubeconfig string
-	// Agent is the node agent.
+	// Agent is the node agent; nil when pods are simulated by kwok (Options.Kwok).
 	Agent *nodeagent.Agent
 	// Webhook is where the installed webhook configurations send admission reviews: serve them
 	// on Host:Port with the certificate in CertDir.
@@ -69,8 +84,9 @@ type Cluster struct {
 	network   *nodeagent.PodNetwork
 	removeDir string
 	env       *envtest.Environment
-	kcm       *exec.Cmd
-	kcmDone   chan struct{}
+	kcm       *process
+	scheduler *process
+	kwok      *process
 	stopAgent context.CancelFunc
 	agentDone chan error
 }
@@ -83,13 +99,17 @@ type WebhookServing struct {
 }
 
 // Start starts the control plane and returns once pods can run: kube-controller-manager has
-// created the default ServiceAccount and the node agent has registered its Node.
+// created the default ServiceAccount and the node agent has registered its Node, or, with
+// Options.Kwok, kwok has made the Node KwokNodeName Ready.
 func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.AssetsDir == "" {
 		opts.AssetsDir = os.Getenv("KUBEBUILDER_ASSETS")
 	}
 	if opts.AssetsDir == "" {
 		return nil, errors.New("no control plane binaries: set KUBEBUILDER_ASSETS (make controlplane builds them)")
+	}
+	if opts.Kwok != "" && opts.PodNetwork {
+		return nil, errors.New("a pod network needs the node agent: PodNetwork and Kwok exclude each other")
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
@@ -110,6 +130,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	// envtest turns ServiceAccount admission off; a real cluster has it, and with it a pod that
 	// names a missing ServiceAccount is refused.
 	api.Configure().Disable("disable-admission-plugins")
+	for name, value := range opts.APIServerFlags {
+		api.Configure().Set(name, value)
+	}
 	defer func() {
 		if err != nil {
 			_ = c.Stop()
@@ -157,9 +180,15 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	if err := waitForDefaultServiceAccount(ctx, clientset); err != nil {
-		return nil, fmt.Errorf("kube-controller-manager did not start (see %s): %w", filepath.Join(opts.Dir, "kube-controller-manager.log"), err)
+		return nil, fmt.Errorf("kube-controller-manager did not start (see %s): %w", c.kcm.log, err)
 	}
 
+	if opts.Kwok != "" {
+		if err := c.startKwok(ctx, opts, clientset); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 	c.Agent = nodeagent.New(nodeagent.Config{
 		NodeName: NodeName, ExtraNodes: []string{SpareNodeName}, Client: clientset, RESTConfig: c.Config, Images: opts.Images,
 		Dir: filepath.Join(opts.Dir, "node"), Network: c.network,
@@ -186,33 +215,28 @@ func (c *Cluster) startControllerManager(opts Options, certDir string) error {
 	if err := os.WriteFile(caFile, c.Config.CAData, 0o600); err != nil {
 		return err
 	}
-	logFile, err := os.Create(filepath.Join(opts.Dir, "kube-controller-manager.log"))
-	if err != nil {
-		return err
-	}
-	c.kcm = exec.Command(filepath.Join(opts.AssetsDir, "kube-controller-manager"),
-		"--kubeconfig="+c.Kubeconfig,
+	args := []string{
+		"--kubeconfig=" + c.Kubeconfig,
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--controllers=*,-node-lifecycle-controller,-node-ipam-controller",
-		"--service-account-private-key-file="+filepath.Join(certDir, "sa-signer.key"),
-		"--root-ca-file="+caFile,
+		"--service-account-private-key-file=" + filepath.Join(certDir, "sa-signer.key"),
+		"--root-ca-file=" + caFile,
 		"--use-service-account-credentials=false",
 		"--concurrent-job-syncs=5",
 		"--v=1",
-	)
-	c.kcm.Stdout, c.kcm.Stderr = logFile, logFile
-	if err := c.kcm.Start(); err != nil {
-		return fmt.Errorf("starting kube-controller-manager: %w", err)
 	}
-	c.kcmDone = make(chan struct{})
-	go func() {
-		defer close(c.kcmDone)
-		// Only Stop ends kube-controller-manager, by killing it: Wait's error says just that.
-		_ = c.kcm.Wait()
-		_ = logFile.Close()
-	}()
-	return nil
+	if opts.Kwok != "" {
+		// Simulated pods are for runs at scale: the default client rate limit (20 requests a
+		// second, a burst of 30) holds the Job controller to about 3 Jobs a second. Lifted, as
+		// kwokctl's --disable-qps-limits lifts it, the API server's CPU is the limit instead
+		// (about 30 Jobs a second on 2 cores).
+		args = append(args, "--kube-api-qps=5000", "--kube-api-burst=10000")
+	}
+	var err error
+	c.kcm, err = startProcess(filepath.Join(opts.Dir, "kube-controller-manager.log"), nil,
+		filepath.Join(opts.AssetsDir, "kube-controller-manager"), args...)
+	return err
 }
 
 func waitForDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface) error {
@@ -225,8 +249,8 @@ func waitForDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface) 
 	})
 }
 
-// Stop stops the node agent (killing the processes it runs), kube-controller-manager, the API
-// server and etcd.
+// Stop stops the node agent (killing the processes it runs) or kwok and kube-scheduler,
+// kube-controller-manager, the API server and etcd.
 func (c *Cluster) Stop() error {
 	var errs []error
 	if c.stopAgent != nil {
@@ -235,10 +259,9 @@ func (c *Cluster) Stop() error {
 			errs = append(errs, err)
 		}
 	}
-	if c.kcm != nil && c.kcm.Process != nil {
-		_ = c.kcm.Process.Kill()
-		<-c.kcmDone
-	}
+	c.kwok.kill()
+	c.scheduler.kill()
+	c.kcm.kill()
 	if err := c.env.Stop(); err != nil {
 		errs = append(errs, err)
 	}

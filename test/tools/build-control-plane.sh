@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager) from the Go
+# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) from the Go
 # module proxy at pinned versions into a cache folder outside the clone, keyed by version, and
 # prints that folder. Binaries already present are reused, so only the first run pays the build.
 #
@@ -39,7 +39,7 @@ MOD
 
 build_kube() {
   local want=()
-  for b in kube-apiserver kube-controller-manager; do [ -x "$out/$b" ] || want+=("$b"); done
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do [ -x "$out/$b" ] || want+=("$b"); done
   [ ${#want[@]} -eq 0 ] && return
   log "building ${want[*]} $K8S_VERSION (about 8-10 minutes cold, 1 minute warm)"
   local dir="$work/kubernetes-$K8S_VERSION"
@@ -60,7 +60,7 @@ build_kube() {
   } > go.mod
   {
     printf '//go:build tools\n\npackage tools\n\nimport (\n'
-    for b in kube-apiserver kube-controller-manager; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b"; done
+    for b in kube-apiserver kube-controller-manager kube-scheduler; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b"; done
     printf ')\n'
   } > tools.go
   GOFLAGS=-mod=mod go mod tidy

@@ -1,6 +1,6 @@
 // Command localcluster starts the local control plane (etcd, kube-apiserver,
-// kube-controller-manager and the node agent), prints KUBECONFIG=<path>, and runs until it is
-// sent SIGINT or SIGTERM.
+// kube-controller-manager and the node agent, or with --kwok kube-scheduler and kwok), prints
+// KUBECONFIG=<path>, and runs until it is sent SIGINT or SIGTERM.
 package main
 
 import (
@@ -21,6 +21,7 @@ func main() {
 	webhooks := flag.String("webhook-config", "", "Folder of webhook configurations to install, pointed at a local webhook server; its address and certificate folder are written to <dir>/webhook.env.")
 	crdDir := flag.String("crd-dir", "", "Folder of CRDs to install at start (the chart installs its own).")
 	podNetwork := flag.Bool("pod-network", false, "Give pods their own addresses in a network namespace (root and iproute2), so webhooks behind a Service work.")
+	kwok := flag.String("kwok", "", "Path of the kwok binary: simulate pods instead of running them (kube-scheduler binds them to the node "+localcluster.KwokNodeName+", kwok plays them; no node agent).")
 	flag.Parse()
 
 	abs, err := filepath.Abs(*dir)
@@ -31,7 +32,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := localcluster.Options{Dir: abs, Images: localcluster.ProjectImages(bins), PodNetwork: *podNetwork}
+	opts := localcluster.Options{Dir: abs, Images: localcluster.ProjectImages(bins), PodNetwork: *podNetwork, Kwok: *kwok}
 	if *webhooks != "" {
 		opts.WebhookPaths = []string{*webhooks}
 	}
