@@ -29,8 +29,10 @@ import (
 // DefaultCeilingName is the aggregated ClusterRole that bounds what any template may grant.
 const DefaultCeilingName = "kubernaut-executor-ceiling"
 
-// ceilingRecheckInterval is how often a template refused by the ceiling is checked again, so
-// that a fragment an administrator adds to the ceiling takes effect without a template edit.
+// ceilingRecheckInterval is how long a template whose ClusterRole the API server refused is
+// left before it is tried again. The ceiling itself is watched (a fragment an administrator adds
+// reconciles every template), but the API server's refusal can come from what is not: its
+// authorizer not yet holding the ceiling's new rules, or the manager's binding to the ceiling.
 const ceilingRecheckInterval = 30 * time.Second
 
 // ActionTemplateReconciler materializes each template's RBAC rules as a ClusterRole, owned by the
@@ -75,8 +77,10 @@ func (r *ActionTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if missing, err := r.uncovered(ctx, rules); err != nil {
 		return ctrl.Result{}, err
 	} else if missing != "" {
+		// No requeue: only a change of the ceiling or of the template can make the ceiling
+		// cover the rules, and both are watched (SetupWithManager).
 		setTemplateNotReady(tpl, v1alpha1.ReasonRulesExceedCeiling, missing, false)
-		return ctrl.Result{RequeueAfter: ceilingRecheckInterval}, nil
+		return ctrl.Result{}, nil
 	}
 	if err := r.reconcileClusterRole(ctx, tpl); err != nil {
 		if apierrors.IsForbidden(err) {

@@ -12,9 +12,11 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/internal/audit"
@@ -156,5 +158,72 @@ func TestAuditDeadline(t *testing.T) {
 				t.Fatalf("Audited reason %q, want %q", reason, tt.reason)
 			}
 		})
+	}
+}
+
+// TestAuditWaitsOutItsBackoff: a failed delivery writes the status, and that write wakes the
+// reconciler again at once; that pass, and any other before the backoff has passed, sends
+// nothing. Once it has passed, the event is sent again.
+func TestAuditWaitsOutItsBackoff(t *testing.T) {
+	now := time.Now()
+	ended := metav1.NewTime(now.Add(-time.Minute))
+	obj := &v1alpha1.KubernetesExecution{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "ops", Name: "down", UID: "uid-down", Finalizers: []string{v1alpha1.AuditFinalizer},
+	}}
+	obj.Spec.Action = v1alpha1.ActionSpec{Type: "gone", Target: v1alpha1.TargetSpec{Namespace: "ops", ResourceKind: "Deployment", ResourceName: "web"}}
+	obj.Status = v1alpha1.KubernetesExecutionStatus{Phase: v1alpha1.PhaseCompleted, StartTime: &ended, CompletionTime: &ended}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(obj).WithStatusSubresource(&v1alpha1.KubernetesExecution{}).Build()
+	sink := &failingSink{}
+	clk := clocktesting.NewFakePassiveClock(now)
+	r := &AuditReconciler{Client: c, Recorder: discard{}, Clock: clk, Options: AuditOptions{Sink: sink}}
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(obj)}
+	reconcile := func() time.Duration {
+		t.Helper()
+		res, err := r.Reconcile(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.RequeueAfter
+	}
+
+	// The first delivery fails and the second is due after the backoff; the passes woken before
+	// then send nothing.
+	for failures := 1; failures <= 3; failures++ {
+		first := reconcile()
+		if sink.calls != failures || first <= 0 {
+			t.Fatalf("failure %d: %d sends, requeue after %s", failures, sink.calls, first)
+		}
+		for range 3 {
+			if wait := reconcile(); sink.calls != failures || wait <= 0 || wait > first+time.Second {
+				t.Fatalf("a pass before the backoff: %d sends, requeue after %s (the backoff is %s)", sink.calls, wait, first)
+			}
+		}
+		clk.SetTime(clk.Now().Add(first + time.Second))
+	}
+	got := &v1alpha1.KubernetesExecution{}
+	if err := c.Get(context.Background(), req.NamespacedName, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Audit.Attempts != 3 || !controllerutil.ContainsFinalizer(got, v1alpha1.AuditFinalizer) {
+		t.Fatalf("audit status %+v, finalizers %v", got.Status.Audit, got.Finalizers)
+	}
+
+	// The delay is the same for every pass that computes it, and spread across events.
+	first := retryDelay("a", 4, false)
+	for range 3 {
+		if d := retryDelay("a", 4, false); d != first {
+			t.Errorf("the backoff of one failure differs between passes: %s, then %s", first, d)
+		}
+	}
+	delays := map[time.Duration]bool{}
+	for i := range 20 {
+		d := retryDelay(fmt.Sprintf("event-%d", i), 4, false)
+		if d < 4*time.Second || d > 8*time.Second {
+			t.Errorf("the fourth failure's backoff is %s, want between 4s and 8s", d)
+		}
+		delays[d] = true
+	}
+	if len(delays) < 15 {
+		t.Errorf("20 events' backoffs take %d values: no spread", len(delays))
 	}
 }

@@ -2,8 +2,8 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -64,9 +64,34 @@ var (
 	})
 )
 
+// auditReconcilers are the audit reconcilers of the managers running in the process (one, but
+// for suites that run several), whose backlogs the backlog gauge adds up.
+var auditReconcilers sync.Map
+
+var auditBacklog = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	Name: "kubernaut_audit_backlog",
+	Help: "Executions that have ended and wait for their audit event to be acknowledged.",
+}, func() float64 {
+	n := 0
+	auditReconcilers.Range(func(r, _ any) bool { n += r.(*AuditReconciler).Backlog(); return true })
+	return float64(n)
+})
+
 func init() {
-	metrics.Registry.MustRegister(auditDeliveries, auditDeliverySeconds, auditAbandoned)
+	metrics.Registry.MustRegister(auditDeliveries, auditDeliverySeconds, auditAbandoned, auditBacklog)
 }
+
+// whileRunning is a runnable that calls stop when its manager stops, leader or not.
+type whileRunning func()
+
+func (stop whileRunning) Start(ctx context.Context) error {
+	<-ctx.Done()
+	stop()
+	return nil
+}
+
+// NeedLeaderElection lets it run on every replica.
+func (whileRunning) NeedLeaderElection() bool { return false }
 
 // AuditReconciler delivers the audit event of every execution that has ended, or is deleted
 // before it ends, to the storage service, and then releases the execution's audit finalizer.
@@ -77,9 +102,7 @@ type AuditReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
-	// Random returns a number in [0, 1) for backoff jitter.
-	Random  func() float64
-	Options AuditOptions
+	Options  AuditOptions
 	// ActionImages maps template image names to the references run (as the executor maps them).
 	ActionImages map[string]string
 
@@ -115,13 +138,23 @@ func (r *AuditReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	st := obj.Status.Audit
 
-	if ended := endTime(obj); r.Options.Deadline > 0 && ended != nil && now.Sub(ended.Time) > r.Options.Deadline {
+	ended := endTime(obj)
+	if r.Options.Deadline > 0 && ended != nil && now.Sub(ended.Time) > r.Options.Deadline {
 		_ = audit.LogSink{}.Send(ctx, ev) // LogSink never fails
 		auditAbandoned.Inc()
 		auditDeliveries.WithLabelValues("abandoned").Inc()
 		r.setAudited(obj, metav1.ConditionFalse, v1alpha1.ReasonAuditAbandoned, fmt.Sprintf(
 			"not delivered within the audit deadline (%s) after %d attempts; the event %s was written to the manager's log in full", r.Options.Deadline, st.Attempts, ev.EventID))
 		return ctrl.Result{}, r.release(ctx, before, obj)
+	}
+	// A pass that comes before the backoff of the last failed delivery has passed (woken by
+	// that failure's own status write, or by another controller's) sends nothing: it waits for
+	// the backoff, or the audit deadline if that comes first.
+	if wait := retryAt(obj).Sub(now); wait > 0 {
+		if r.Options.Deadline > 0 && ended != nil {
+			wait = min(wait, ended.Add(r.Options.Deadline).Sub(now)+time.Second)
+		}
+		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 
 	start := time.Now()
@@ -143,19 +176,40 @@ func (r *AuditReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	auditDeliveries.WithLabelValues(result).Inc()
 	r.setAudited(obj, metav1.ConditionFalse, reason, fmt.Sprintf("attempt %d: %v", st.Attempts, err))
-	if st.Attempts == 1 {
-		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, reason, "Audit", "The audit event could not be delivered; the execution is kept until it is: %v", err)
-	}
 	if err := r.writeStatus(ctx, before, obj); err != nil {
 		return ctrl.Result{}, err
 	}
-	jitter := 0.5
-	if r.Random != nil {
-		jitter = r.Random()
+	if st.Attempts == 1 {
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, reason, "Audit", "The audit event could not be delivered; the execution is kept until it is: %v", err)
 	}
-	delay := audit.Backoff(int(st.Attempts), err, jitter)
+	delay := retryDelay(ev.EventID, st.Attempts, audit.IsDefect(err))
 	log.FromContext(ctx).Info("audit delivery failed; retrying", "eventId", ev.EventID, "attempt", st.Attempts, "retryIn", delay, "error", err.Error())
 	return ctrl.Result{RequeueAfter: delay}, nil
+}
+
+// retryDelay is how long to wait after the failures-th failed delivery of event id before
+// sending it again: audit.DefaultBackoff, with a jitter drawn from the event id and the failure
+// count. The jitter spreads the retries of many executions as a random one would, and is the
+// same for every pass that computes it (retryAt), a restarted manager's included.
+func retryDelay(id string, failures int32, defect bool) time.Duration {
+	h := fnv.New64a()
+	_, _ = fmt.Fprintf(h, "%s/%d", id, failures)
+	jitter := float64(h.Sum64()>>11) / (1 << 53)
+	return audit.DefaultBackoff.Delay(int(failures), defect, jitter)
+}
+
+// retryAt is when the execution's audit event may be sent again, from what its status records
+// of the last failed delivery; the zero time when nothing failed, or once it was delivered.
+func retryAt(obj *v1alpha1.KubernetesExecution) time.Time {
+	st := obj.Status.Audit
+	if st == nil || st.Attempts == 0 || st.LastAttemptTime == nil || st.DeliveredTime != nil {
+		return time.Time{}
+	}
+	c := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionAudited)
+	defect := c != nil && c.Reason == v1alpha1.ReasonAuditRejected
+	// The stored time has whole seconds (RFC 3339): the attempt was up to a second later than
+	// it says, so the retry is due a second later, never before its backoff has passed.
+	return st.LastAttemptTime.Add(time.Second + retryDelay(st.EventID, st.Attempts, defect))
 }
 
 // logEnded writes the event of an execution that has ended to the manager's log and an Event,
@@ -171,12 +225,17 @@ func (r *AuditReconciler) logEnded(ctx context.Context, obj *v1alpha1.Kubernetes
 	before := obj.DeepCopy()
 	_ = audit.LogSink{}.Send(ctx, ev) // LogSink never fails
 	auditDeliveries.WithLabelValues("logged").Inc()
+	obj.Status.Audit = &v1alpha1.AuditStatus{EventID: ev.EventID}
+	r.setAudited(obj, metav1.ConditionTrue, v1alpha1.ReasonAuditLogged, fmt.Sprintf("event %s written to the manager's log (no storage service is configured)", ev.EventID))
+	if err := r.writeStatus(ctx, before, obj); err != nil {
+		return err
+	}
+	// After the status write: a pass on a stale copy fails that write and is retried, and
+	// records the Event once, when it succeeds.
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonAuditLogged, "Audit",
 		"Audit event %s (%s, %s, requested by %s) written to the manager's log; no storage service is configured",
 		ev.EventID, ev.Phase, ev.ActionType, requesterOf(ev))
-	obj.Status.Audit = &v1alpha1.AuditStatus{EventID: ev.EventID}
-	r.setAudited(obj, metav1.ConditionTrue, v1alpha1.ReasonAuditLogged, fmt.Sprintf("event %s written to the manager's log (no storage service is configured)", ev.EventID))
-	return r.writeStatus(ctx, before, obj)
+	return nil
 }
 
 func requesterOf(ev audit.Event) string {
@@ -194,11 +253,12 @@ func auditDue(obj *v1alpha1.KubernetesExecution) bool {
 }
 
 // event builds the execution's audit event with what only the cluster knows: the template's
-// schema (for redaction), the image run and the measured resource usage.
+// schema (for redaction), the image run and the measured resource usage. The template is read
+// without a copy, as the execution's reconciler reads it: it is only read.
 func (r *AuditReconciler) event(ctx context.Context, obj *v1alpha1.KubernetesExecution) (audit.Event, error) {
 	in := audit.Inputs{Cluster: r.Options.Cluster}
 	tpl := &v1alpha1.ActionTemplate{}
-	switch err := r.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl); {
+	switch err := r.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl, client.UnsafeDisableDeepCopy); {
 	case err == nil:
 		in.Template = tpl
 		in.TemplateImage = tpl.Spec.Image
@@ -267,22 +327,15 @@ func (r *AuditReconciler) Backlog() int {
 }
 
 // SetupWithManager registers the reconciler for executions that carry the audit finalizer, on
-// its own workers, and the backlog gauge.
+// its own workers; the backlog gauge counts its backlog while its manager runs.
 func (r *AuditReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Options.Concurrency <= 0 {
 		r.Options.Concurrency = 4
 	}
-	backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "kubernaut_audit_backlog",
-		Help: "Executions that have ended and wait for their audit event to be acknowledged.",
-	}, func() float64 { return float64(r.Backlog()) })
-	if err := metrics.Registry.Register(backlog); err != nil {
-		var exists prometheus.AlreadyRegisteredError
-		if !errors.As(err, &exists) {
-			return err
-		}
-		metrics.Registry.Unregister(exists.ExistingCollector)
-		metrics.Registry.MustRegister(backlog)
+	// The backlog gauge counts this reconciler's backlog while its manager runs.
+	auditReconcilers.Store(r, struct{}{})
+	if err := mgr.Add(whileRunning(func() { auditReconcilers.Delete(r) })); err != nil {
+		return err
 	}
 	// With a storage service, the executions that carry the finalizer; without one, the ended
 	// executions not yet logged.

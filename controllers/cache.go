@@ -4,8 +4,10 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -17,6 +19,11 @@ import (
 // and its cache of ConfigMaps to the predefined actions' ConfigMaps in namespace, the manager's
 // own: no ConfigMap anywhere else is ever read. namespace must not be empty (Setup refuses an
 // empty Config.Namespace): for the cache, empty means every namespace.
+//
+// Every cached object is stored without its managedFields, which the executor never reads and
+// which are often the largest part of an object; cached pods and Jobs also without what the
+// executor never reads of them (see TrimPod and TrimJob). A cached pod or Job is therefore never
+// written back (the executor only creates and deletes Jobs, and never writes pods).
 func CacheOptions(namespace string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue})
 	hasAction, err := labels.NewRequirement(v1alpha1.LabelPredefinedAction, selection.Exists, nil)
@@ -27,17 +34,85 @@ func CacheOptions(namespace string) cache.Options {
 	// ClusterRoles: the executor's own and the ceiling, which the chart or an administrator
 	// creates; all are part of the executor.
 	partOf := labels.SelectorFromSet(labels.Set{v1alpha1.LabelPartOf: v1alpha1.PartOfValue})
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&batchv1.Job{}:               {Label: managed},
-		&corev1.Pod{}:                {Label: managed},
-		&corev1.ServiceAccount{}:     {Label: managed},
-		&rbacv1.Role{}:               {Label: managed},
-		&rbacv1.RoleBinding{}:        {Label: managed},
-		&rbacv1.ClusterRole{}:        {Label: partOf},
-		&rbacv1.ClusterRoleBinding{}: {Label: managed},
-		&corev1.ConfigMap{}: {
-			Namespaces: map[string]cache.Config{namespace: {}},
-			Label:      predefined,
+	return cache.Options{
+		// A ByObject Transform replaces this default for its type, so TrimPod and TrimJob strip
+		// the managedFields too.
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&batchv1.Job{}:               {Label: managed, Transform: transform(TrimJob)},
+			&corev1.Pod{}:                {Label: managed, Transform: transform(TrimPod)},
+			&corev1.ServiceAccount{}:     {Label: managed},
+			&rbacv1.Role{}:               {Label: managed},
+			&rbacv1.RoleBinding{}:        {Label: managed},
+			&rbacv1.ClusterRole{}:        {Label: partOf},
+			&rbacv1.ClusterRoleBinding{}: {Label: managed},
+			&corev1.ConfigMap{}: {
+				Namespaces: map[string]cache.Config{namespace: {}},
+				Label:      predefined,
+			},
 		},
-	}}
+	}
+}
+
+// transform applies trim to the objects of its type that enter the cache, and leaves anything
+// else (an informer's tombstone) as it is.
+func transform[T any](trim func(*T) *T) toolscache.TransformFunc {
+	return func(in any) (any, error) {
+		if obj, ok := in.(*T); ok {
+			return trim(obj), nil
+		}
+		return in, nil
+	}
+}
+
+// TrimPod returns the part of a Job's pod that the executor reads, as the cache keeps it: the
+// identity, labels (the Job's name and controller UID, by which pods are found), owner references
+// (IsControlledBy), deletion state, and the status: phase, conditions and the containers'
+// statuses, where a kubelet reports an image it cannot pull and the action's termination message
+// and exit code. The spec (the action's environment, up to the 32 KiB of its parameters, the
+// volumes, the security context) is dropped but for the node the pod runs on, and so are the
+// annotations and managedFields. pod is not changed.
+func TrimPod(pod *corev1.Pod) *corev1.Pod {
+	return &corev1.Pod{
+		TypeMeta:   pod.TypeMeta,
+		ObjectMeta: trimMeta(pod.ObjectMeta),
+		Spec:       corev1.PodSpec{NodeName: pod.Spec.NodeName},
+		Status: corev1.PodStatus{
+			Phase:             pod.Status.Phase,
+			Conditions:        pod.Status.Conditions,
+			Reason:            pod.Status.Reason,
+			Message:           pod.Status.Message,
+			StartTime:         pod.Status.StartTime,
+			ContainerStatuses: pod.Status.ContainerStatuses,
+		},
+	}
+}
+
+// TrimJob returns the part of an attempt's Job that the executor reads, as the cache keeps it:
+// the identity, labels, owner references and deletion state, the spec without its pod template,
+// and the whole status (start, completion, the Complete or Failed condition). The pod template,
+// which holds the action's environment and parameters and is most of a Job, is dropped, and so
+// are the annotations and managedFields. job is not changed.
+func TrimJob(job *batchv1.Job) *batchv1.Job {
+	out := &batchv1.Job{TypeMeta: job.TypeMeta, ObjectMeta: trimMeta(job.ObjectMeta), Spec: job.Spec, Status: job.Status}
+	out.Spec.Template = corev1.PodTemplateSpec{}
+	return out
+}
+
+// trimMeta keeps what the executor reads of a Job's or pod's metadata, and what the cache and
+// the informers need (name, namespace, UID, resourceVersion).
+func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:                       m.Name,
+		Namespace:                  m.Namespace,
+		UID:                        m.UID,
+		ResourceVersion:            m.ResourceVersion,
+		Generation:                 m.Generation,
+		CreationTimestamp:          m.CreationTimestamp,
+		DeletionTimestamp:          m.DeletionTimestamp,
+		DeletionGracePeriodSeconds: m.DeletionGracePeriodSeconds,
+		Labels:                     m.Labels,
+		OwnerReferences:            m.OwnerReferences,
+		Finalizers:                 m.Finalizers,
+	}
 }

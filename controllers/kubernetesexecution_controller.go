@@ -16,10 +16,14 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
@@ -57,6 +61,11 @@ type KubernetesExecutionReconciler struct {
 	// AuditEnabled puts the audit finalizer on every execution from its first reconcile, so
 	// that none goes before its audit event is delivered (see AuditReconciler).
 	AuditEnabled bool
+	// MaxConcurrentReconciles is how many executions are reconciled at once (one when not set).
+	MaxConcurrentReconciles int
+	// Reviewer answers the SubjectAccessReviews that check the requester before each attempt
+	// (the client when nil; the manager shares a caching one with the webhook).
+	Reviewer access.Creator
 }
 
 // imagePullReasons are the container waiting reasons with which a kubelet says it cannot get
@@ -76,7 +85,12 @@ var imagePullReasons = map[string]bool{
 // template and whether a new attempt may start, the Job and pods of the attempt in flight, the
 // time); decide, a pure function, turns them into the new status and the effects (start an
 // attempt, when to look again); act starts the attempt, and the status is written once, at the
-// end. A terminal execution's grant is revoked and its finalizer released.
+// end, and only if it changed. A terminal execution's grant is revoked and its finalizer
+// released.
+//
+// The ActionTemplate a pass works with is the cache's own object, read without a copy (see
+// observeTemplate): nothing in a pass changes it, and what a pass builds from it (the Job, the
+// grant) copies what it keeps.
 func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	obj := &v1alpha1.KubernetesExecution{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
@@ -177,9 +191,13 @@ func (r *KubernetesExecutionReconciler) stopAbandonedJobs(ctx context.Context, o
 // already exists under the attempt's name (created by a pass on a newer copy, or before a
 // restart) is recorded, never created twice.
 func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, number int32, now time.Time) error {
-	if job := (&batchv1.Job{}); r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: JobName(obj.Name, number)}, job) == nil && metav1.IsControlledBy(job, obj) {
-		// This pass runs on a copy of the execution older than the pass that checked and
-		// created this attempt's Job: record it, without asking or granting again.
+	// A pass that runs on a copy of the execution older than the pass that checked and created
+	// this attempt's Job (the cache had not yet seen that pass's status write) finds the Job,
+	// on the API server when the cache does not show it yet, and records it without asking or
+	// granting again: one read instead of the reviews and the failed creates.
+	if job, err := r.getJob(ctx, obj.Namespace, JobName(obj.Name, number)); err != nil {
+		return err
+	} else if job != nil && metav1.IsControlledBy(job, obj) {
 		startedAttempt(obj, number, job.Name, now)
 		return nil
 	}
@@ -189,7 +207,11 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 		return nil
 	}
 	requester := obj.Spec.Admission.Requester
-	missing, err := access.Missing(ctx, r.Client, requester, grant.Permissions())
+	reviewer := r.Reviewer
+	if reviewer == nil {
+		reviewer = r.Client
+	}
+	missing, err := access.Missing(ctx, reviewer, requester, grant.Permissions())
 	if err != nil {
 		return err
 	}
@@ -358,9 +380,10 @@ func truncate(s string) string { return v1alpha1.TruncateUTF8(s, 1024) }
 // actionTypeIndex indexes executions by spec.action.type.
 const actionTypeIndex = ".spec.action.type"
 
-// SetupWithManager registers the reconciler: it watches executions, the Jobs they own, the
-// pods of those Jobs (to see an image that cannot be pulled) and templates (an execution may
-// wait for its template to be checked).
+// SetupWithManager registers the reconciler, on MaxConcurrentReconciles workers: it watches
+// executions, the Jobs they own (once finished, or deleted), the pods of those Jobs (while one
+// waits on an image that cannot be pulled) and templates (an execution may wait for its
+// template to be checked).
 func (r *KubernetesExecutionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.KubernetesExecution{}, actionTypeIndex, func(o client.Object) []string {
 		return []string{o.(*v1alpha1.KubernetesExecution).Spec.Action.Type}
@@ -369,11 +392,48 @@ func (r *KubernetesExecutionReconciler) SetupWithManager(ctx context.Context, mg
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.KubernetesExecution{}).
-		Owns(&batchv1.Job{}).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podToExecution)).
+		Owns(&batchv1.Job{}, builder.WithPredicates(jobEvents)).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podToExecution), builder.WithPredicates(podEvents)).
 		Watches(&v1alpha1.ActionTemplate{}, handler.EnqueueRequestsFromMapFunc(r.templateToExecutions)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("kubernetesexecution").
 		Complete(r)
+}
+
+// jobEvents lets through the Job events that can change an execution: its Job finished (or is
+// found finished when the manager starts) or is gone. A Job's creation and progress (its pod
+// created, started, ready) change nothing the execution records, and would each cost a
+// reconcile of it.
+var jobEvents = predicate.Funcs{
+	CreateFunc:  func(e event.CreateEvent) bool { return jobFinished(e.Object) },
+	UpdateFunc:  func(e event.UpdateEvent) bool { return jobFinished(e.ObjectNew) },
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
+	GenericFunc: func(event.GenericEvent) bool { return true },
+}
+
+func jobFinished(o client.Object) bool {
+	job, ok := o.(*batchv1.Job)
+	return !ok || jobFinishedCondition(job) != nil
+}
+
+// podEvents lets through the events of pods whose action container waits on an image that
+// cannot be pulled, the one thing the executor reads of a pod before its Job finishes (what a
+// finished Job's pod says is read when the Job's own event arrives). A pod's other progress
+// would each cost a reconcile that changes nothing.
+var podEvents = predicate.NewPredicateFuncs(func(o client.Object) bool {
+	pod, ok := o.(*corev1.Pod)
+	return !ok || imagePullFailed(pod) != nil
+})
+
+// imagePullFailed returns the first container of pod that waits on an image a kubelet cannot
+// get or start, nil when none does.
+func imagePullFailed(pod *corev1.Pod) *imagePullFailure {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil && imagePullReasons[w.Reason] {
+			return &imagePullFailure{Reason: w.Reason, Image: cs.Image, Message: w.Message}
+		}
+	}
+	return nil
 }
 
 // templateToExecutions maps a template to the executions that run it and have not finished.

@@ -109,19 +109,23 @@ func decideCurrentAttempt(obj *v1alpha1.KubernetesExecution, o observation, back
 		afterFailure(obj, o, a, outcome{Error: a.Message}, backoff)
 		return
 	}
-	a.StartTime = f.StartTime
 	if f.Finished == nil {
 		if p := f.ImagePull; p != nil {
+			a.StartTime = f.StartTime
 			a.EndTime, a.Reason = &metav1.Time{Time: now}, v1alpha1.ReasonImagePullFailed
 			a.Message = truncate(fmt.Sprintf("%s: image %s: %s", p.Reason, p.Image, p.Message))
 			afterFailure(obj, o, a, outcome{Error: a.Message}, backoff)
 			return
 		}
+		// While the attempt runs its status stays as startedAttempt recorded it: the Job's start
+		// is recorded with the attempt's end, in the same write, not in one of its own (the
+		// Job's status shows it meanwhile).
 		setPhase(obj, v1alpha1.PhaseRunning, v1alpha1.ReasonProgressing,
 			fmt.Sprintf("Attempt %d of %d is running as Job %s", a.Number, validation.MaxRetries(obj)+1, a.JobName), now)
 		return
 	}
 
+	a.StartTime = f.StartTime
 	out := attemptOutcome(f, a)
 	a.EndTime = &f.Finished.LastTransitionTime
 	if f.CompletionTime != nil {
@@ -229,6 +233,9 @@ func decideTimeout(obj *v1alpha1.KubernetesExecution, o observation) {
 		return
 	}
 	if a := lastAttempt(obj); a != nil && !a.Finished() {
+		if f := o.Attempt; f != nil && !f.JobGone {
+			a.StartTime = f.StartTime
+		}
 		a.EndTime, a.Reason = &metav1.Time{Time: o.Now}, v1alpha1.ReasonTimedOut
 		a.Message = "stopped at the execution's timeout"
 	}

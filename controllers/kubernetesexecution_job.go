@@ -100,9 +100,11 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 	if mapped, ok := in.Images[image]; ok {
 		image = mapped
 	}
-	resources := defaultResources
+	resources := *defaultResources.DeepCopy()
 	if tpl.Spec.Resources != nil {
-		resources = *tpl.Spec.Resources
+		// A copy: tpl is the cache's own object (see observeTemplate), and creating the Job
+		// decodes the API server's answer into the Job's maps.
+		resources = *tpl.Spec.Resources.DeepCopy()
 	}
 	labels := map[string]string{
 		v1alpha1.LabelExecution:  LabelValue(obj.Name),

@@ -7,6 +7,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/internal/validation"
@@ -35,9 +36,13 @@ func (r *KubernetesExecutionReconciler) observe(ctx context.Context, obj *v1alph
 // admission checks that need no API call: the execution carries its admission record, the
 // template is the one admitted and is ready, and the execution fits it. A failed check is a
 // refusal. waiting is set while the template has not been checked yet and no attempt was made.
+//
+// The template is read without a copy: every reconcile reads it, and a template's parameter
+// schema may be tens of KiB. What it returns shares its maps, slices and pointers with the
+// cache, so it must never be changed.
 func (r *KubernetesExecutionReconciler) observeTemplate(ctx context.Context, obj *v1alpha1.KubernetesExecution) (tpl *v1alpha1.ActionTemplate, refused *refusal, waiting string, err error) {
 	tpl = &v1alpha1.ActionTemplate{}
-	if err := r.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl); err != nil {
+	if err := r.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl, client.UnsafeDisableDeepCopy); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return nil, nil, "", err
 		}
@@ -99,11 +104,8 @@ func (r *KubernetesExecutionReconciler) observeAttempt(ctx context.Context, obj 
 		return nil, err
 	}
 	for i := range pods {
-		for _, cs := range pods[i].Status.ContainerStatuses {
-			if w := cs.State.Waiting; w != nil && imagePullReasons[w.Reason] {
-				f.ImagePull = &imagePullFailure{Reason: w.Reason, Image: cs.Image, Message: w.Message}
-				return f, nil
-			}
+		if f.ImagePull = imagePullFailed(&pods[i]); f.ImagePull != nil {
+			return f, nil
 		}
 	}
 	return f, nil

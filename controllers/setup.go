@@ -3,11 +3,13 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/kubernaut/kubernaut-executor/internal/access"
 	"github.com/kubernaut/kubernaut-executor/internal/validation"
 )
 
@@ -31,7 +33,25 @@ type Config struct {
 	SweepInterval time.Duration
 	// Audit says where executions' audit events go.
 	Audit AuditOptions
+	// MaxConcurrentReconciles is how many executions are reconciled at once (default
+	// DefaultMaxConcurrentReconciles). One execution is never reconciled by two workers at once.
+	MaxConcurrentReconciles int
+	// Events says which Events the controllers record (default EventsAll).
+	Events EventVolume
+	// Reviewer answers the SubjectAccessReviews before each attempt (the manager's client when
+	// nil).
+	Reviewer access.Creator
 }
+
+// DefaultMaxConcurrentReconciles is how many executions are reconciled at once unless the
+// manager says otherwise. A reconcile spends most of its time waiting on the API server (the
+// SubjectAccessReviews, the grant's and the Job's creation, the status patch: a few milliseconds
+// each), not on the CPU, so one worker leaves the manager idle while executions queue up. Eight
+// keep eight such round trips in flight, which a small cluster's API server absorbs easily and
+// the chart's default CPU limit (500m) sustains; past that, the client's rate limit (see the
+// manager's --kube-api-qps) and the API server's priority and fairness bound the load, not the
+// number of workers.
+const DefaultMaxConcurrentReconciles = 8
 
 // Setup registers the executor's controllers with mgr.
 func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
@@ -44,8 +64,18 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if cfg.Namespace == "" {
 		return errors.New("the manager's namespace is not set")
 	}
+	if cfg.MaxConcurrentReconciles <= 0 {
+		cfg.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
+	}
+	if cfg.Events != "" {
+		if _, err := ParseEventVolume(string(cfg.Events)); err != nil {
+			return fmt.Errorf("which Events to record: %w", err)
+		}
+	}
+	// The one recorder of every controller: --events applies to all of them.
+	recorder := cfg.Events.Recorder(mgr.GetEventRecorder("kubernaut-executor"))
 	if err := (&PredefinedTemplateReconciler{
-		Client: mgr.GetClient(), Namespace: cfg.Namespace, Recorder: mgr.GetEventRecorder("kubernaut-executor"),
+		Client: mgr.GetClient(), Namespace: cfg.Namespace, Recorder: recorder,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -61,7 +91,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		return err
 	}
 	if err := (&AuditReconciler{
-		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kubernaut-executor"), Clock: cfg.Clock, Random: cfg.Random,
+		Client: mgr.GetClient(), Recorder: recorder, Clock: cfg.Clock,
 		Options: cfg.Audit, ActionImages: cfg.ActionImages,
 	}).SetupWithManager(mgr); err != nil {
 		return err
@@ -69,11 +99,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	return (&KubernetesExecutionReconciler{
 		Client:       mgr.GetClient(),
 		APIReader:    mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorder("kubernaut-executor"),
+		Recorder:     recorder,
 		Clock:        cfg.Clock,
 		Random:       cfg.Random,
 		Options:      cfg.ExecutorOptions,
 		Validator:    cfg.Validator,
 		AuditEnabled: cfg.Audit.Enabled(),
+
+		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
+		Reviewer:                cfg.Reviewer,
 	}).SetupWithManager(ctx, mgr)
 }

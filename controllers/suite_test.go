@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -170,14 +171,21 @@ type writeLog struct {
 	entries []write
 }
 
-// write is one write: its verb, the object's kind, namespace and name.
+// write is one write: its verb, the object's kind (with "/<subresource>" for a write of a
+// subresource, such as "KubernetesExecution/status"), namespace and name.
 type write struct{ Verb, Kind, Namespace, Name string }
 
 var writes = &writeLog{}
 
-func (l *writeLog) record(verb string, obj client.Object) {
+func (l *writeLog) record(verb string, obj client.Object) { l.recordSub(verb, obj, "") }
+
+// recordSub records a write of obj's subresource, or of obj itself when subresource is "".
+func (l *writeLog) recordSub(verb string, obj client.Object, subresource string) {
 	gvk, _ := apiutil.GVKForObject(obj, scheme)
 	w := write{Verb: verb, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+	if subresource != "" {
+		w.Kind += "/" + subresource
+	}
 	if sar, ok := obj.(*authorizationv1.SubjectAccessReview); ok && sar.Spec.ResourceAttributes != nil {
 		// A review names no object of its own: record what it asks about.
 		a := sar.Spec.ResourceAttributes
@@ -229,6 +237,40 @@ func (l *writeLog) funcs() interceptor.Funcs {
 			err := c.Delete(ctx, obj, opts...)
 			if err == nil {
 				l.record("delete", obj)
+			}
+			return err
+		},
+		DeleteAllOf: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteAllOfOption) error {
+			err := c.DeleteAllOf(ctx, obj, opts...)
+			l.record("deletecollection", obj)
+			return err
+		},
+		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			err := c.Apply(ctx, obj, opts...)
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.entries = append(l.entries, write{Verb: "apply", Kind: fmt.Sprintf("%T", obj)})
+			return err
+		},
+		// Writes of subresources (an execution's status): recorded once stored, as above.
+		SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj, subObj client.Object, opts ...client.SubResourceCreateOption) error {
+			err := c.SubResource(sub).Create(ctx, obj, subObj, opts...)
+			if err == nil {
+				l.recordSub("create", obj, sub)
+			}
+			return err
+		},
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			err := c.SubResource(sub).Update(ctx, obj, opts...)
+			if err == nil {
+				l.recordSub("update", obj, sub)
+			}
+			return err
+		},
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			err := c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			if err == nil {
+				l.recordSub("patch", obj, sub)
 			}
 			return err
 		},

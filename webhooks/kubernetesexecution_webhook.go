@@ -70,9 +70,12 @@ var (
 	admissionPath = field.NewPath("spec", "admission")
 )
 
+// validate checks obj against its template. The template is read without a copy (every
+// review reads it, and its parameter schema may be tens of KiB): it shares its maps, slices and
+// pointers with the manager's cache, and nothing here may change it.
 func (v *KubernetesExecutionValidator) validate(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
 	tpl := &v1alpha1.ActionTemplate{}
-	if err := v.Reader.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl); err != nil {
+	if err := v.Reader.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			return invalid(obj, field.ErrorList{field.NotFound(typePath, obj.Spec.Action.Type)})
 		}
@@ -170,7 +173,8 @@ func (d *AdmissionRecorder) Handle(ctx context.Context, req admission.Request) a
 	case admissionv1.Create:
 		want = &v1alpha1.AdmissionRecord{Requester: UserInfoOf(req.UserInfo)}
 		tpl := &v1alpha1.ActionTemplate{}
-		switch err := d.Reader.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl); {
+		// Read without a copy, as the validator reads it: only its UID and generation are used.
+		switch err := d.Reader.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl, client.UnsafeDisableDeepCopy); {
 		case err == nil:
 			want.TemplateUID, want.TemplateGeneration = tpl.UID, tpl.Generation
 		case !apierrors.IsNotFound(err):

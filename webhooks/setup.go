@@ -5,6 +5,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/internal/access"
 	"github.com/kubernaut/kubernaut-executor/internal/validation"
 )
 
@@ -14,12 +15,17 @@ type Config struct {
 	Validator *validation.Validator
 	// CeilingName is the aggregated ClusterRole that bounds every template's rules.
 	CeilingName string
+	// Reviewer answers the requester's SubjectAccessReviews (the manager's client when nil).
+	Reviewer access.Creator
 }
 
 // Setup registers the validating webhooks with mgr's webhook server.
 func Setup(mgr ctrl.Manager, cfg Config) error {
+	if cfg.Reviewer == nil {
+		cfg.Reviewer = mgr.GetClient()
+	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1alpha1.KubernetesExecution{}).WithValidator(&KubernetesExecutionValidator{
-		Reader: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), Reviewer: mgr.GetClient(), Validator: cfg.Validator,
+		Reader: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), Reviewer: cfg.Reviewer, Validator: cfg.Validator,
 	}).Complete(); err != nil {
 		return err
 	}

@@ -24,12 +24,29 @@ import (
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/controllers"
+	"github.com/kubernaut/kubernaut-executor/internal/access"
 	"github.com/kubernaut/kubernaut-executor/internal/validation"
 	"github.com/kubernaut/kubernaut-executor/webhooks"
 )
 
 // LeaderElectionID names the lease that replicas of the manager elect their leader with.
 const LeaderElectionID = "kubernaut-executor.kubernaut.io"
+
+// Defaults of the client-side rate limit of the manager's requests to the API server. client-go
+// applies them to each API resource the manager's clients use (executions, Jobs, Roles, ...), so
+// one kind's traffic does not hold up another's. They bound what a manager that goes wrong (a
+// hot loop) can send to an API server whose priority level it shares with other workloads'
+// controllers, and leave room for load: the busiest resource, the executions (two metadata and
+// three status patches per successful execution, see docs/performance.md), sustains about ten
+// executions a second at 50 requests a second, in bursts of twenty. Left unset, a rest.Config
+// gets client-go's 5 a second (burst 10), and controller-runtime's loader lifts the limit
+// altogether (QPS -1): the first would make the executions wait on the client, the second
+// leaves only the API server's priority and fairness, which protects the API server but not its
+// other clients from a runaway manager.
+const (
+	DefaultKubeAPIQPS   = 50
+	DefaultKubeAPIBurst = 100
+)
 
 // Options is what a manager is built from. The zero value of each field is safe: no metrics
 // or probe endpoint, no leader election, no webhooks, and the controllers' defaults.
@@ -51,6 +68,25 @@ type Options struct {
 	SweepInterval time.Duration
 	// Audit says where executions' audit events go (the manager's log when no sink is set).
 	Audit controllers.AuditOptions
+	// MaxConcurrentReconciles is how many executions are reconciled at once (default
+	// controllers.DefaultMaxConcurrentReconciles).
+	MaxConcurrentReconciles int
+	// Events says which Events the controllers record (default controllers.EventsAll).
+	Events controllers.EventVolume
+
+	// KubeAPIQPS and KubeAPIBurst are the client-side rate limit of the manager's requests to
+	// the API server (rest.Config QPS and Burst, which replace cfg's): DefaultKubeAPIQPS and
+	// DefaultKubeAPIBurst when zero; a negative KubeAPIQPS lifts the limit. client-go applies
+	// them to each API resource the manager's clients use; the API server's priority and
+	// fairness protects it whatever they are.
+	KubeAPIQPS   float32
+	KubeAPIBurst int
+	// AccessReviewTTL is how long a SubjectAccessReview's answer is reused for the same user and
+	// permission, by the webhook and the controller (default DefaultAccessReviewTTL; negative:
+	// never reused).
+	AccessReviewTTL time.Duration
+	// PprofBindAddress serves net/http/pprof's profiles; empty or "0" serves none.
+	PprofBindAddress string
 
 	// MetricsBindAddress is the metrics endpoint's address; empty or "0" serves none.
 	MetricsBindAddress string
@@ -73,6 +109,12 @@ type Options struct {
 	// controller-runtime's client.New when nil.
 	NewClient client.NewClientFunc
 }
+
+// DefaultAccessReviewTTL is how long a SubjectAccessReview's answer is reused: long enough that a
+// burst of executions from one requester asks the API server once per permission, short enough
+// that a revoked right is honoured only briefly (the design allows a few seconds, as the API
+// server's own webhook authorizer caches its decisions).
+const DefaultAccessReviewTTL = 3 * time.Second
 
 // Scheme returns a scheme with the built-in types and the project's.
 func Scheme() (*runtime.Scheme, error) {
@@ -106,6 +148,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	if err != nil {
 		return nil, err
 	}
+	cfg = withRateLimit(cfg, opts.KubeAPIQPS, opts.KubeAPIBurst)
 	mgrOpts := ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: disabledWhenEmpty(opts.MetricsBindAddress)},
@@ -115,6 +158,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
 		Cache:                   controllers.CacheOptions(opts.Namespace),
 		NewClient:               opts.NewClient,
+		PprofBindAddress:        disabledWhenEmpty(opts.PprofBindAddress),
 	}
 	if opts.SkipNameValidation {
 		mgrOpts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
@@ -128,6 +172,12 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	}
 	// One validator for the controllers and the webhooks: each template's schema compiles once.
 	validator := &validation.Validator{}
+	// One cache of SubjectAccessReview answers for the webhook and the controller.
+	ttl := opts.AccessReviewTTL
+	if ttl == 0 {
+		ttl = DefaultAccessReviewTTL
+	}
+	reviewer := &access.CachingCreator{Creator: mgr.GetClient(), TTL: ttl, Clock: opts.Clock}
 	if err := controllers.Setup(ctx, mgr, controllers.Config{
 		ExecutorOptions: opts.Executor,
 		CeilingName:     opts.CeilingName,
@@ -137,11 +187,15 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Validator:       validator,
 		SweepInterval:   opts.SweepInterval,
 		Audit:           opts.Audit,
+
+		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
+		Events:                  opts.Events,
+		Reviewer:                reviewer,
 	}); err != nil {
 		return nil, fmt.Errorf("setting up the controllers: %w", err)
 	}
 	if opts.Webhooks != nil {
-		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: opts.CeilingName}); err != nil {
+		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: opts.CeilingName, Reviewer: reviewer}); err != nil {
 			return nil, fmt.Errorf("setting up the webhooks: %w", err)
 		}
 	}
@@ -152,6 +206,20 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		return nil, fmt.Errorf("adding the readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// withRateLimit returns a copy of cfg with the client-side rate limit qps and burst, or their
+// defaults where they are zero; cfg itself is not changed.
+func withRateLimit(cfg *rest.Config, qps float32, burst int) *rest.Config {
+	if qps == 0 {
+		qps = DefaultKubeAPIQPS
+	}
+	if burst == 0 {
+		burst = DefaultKubeAPIBurst
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = qps, burst
+	return cfg
 }
 
 // disabledWhenEmpty maps an empty address to "0", which controller-runtime reads as "serve

@@ -38,3 +38,26 @@ func TestSchemeHoldsTheProjectsTypes(t *testing.T) {
 		}
 	}
 }
+
+func TestRateLimit(t *testing.T) {
+	cfg := &rest.Config{Host: "https://127.0.0.1:1", QPS: -1}
+	for _, tt := range []struct {
+		qps         float32
+		burst       int
+		wantQPS     float32
+		wantBurst   int
+		description string
+	}{
+		{0, 0, DefaultKubeAPIQPS, DefaultKubeAPIBurst, "the defaults, whatever cfg says"},
+		{200, 400, 200, 400, "as given"},
+		{-1, 0, -1, DefaultKubeAPIBurst, "no limit"},
+	} {
+		got := withRateLimit(cfg, tt.qps, tt.burst)
+		if got.QPS != tt.wantQPS || got.Burst != tt.wantBurst || got.Host != cfg.Host {
+			t.Errorf("%s: QPS %v, burst %d, host %q", tt.description, got.QPS, got.Burst, got.Host)
+		}
+	}
+	if cfg.QPS != -1 || cfg.Burst != 0 {
+		t.Errorf("the caller's config was changed: QPS %v, burst %d", cfg.QPS, cfg.Burst)
+	}
+}

@@ -111,12 +111,13 @@ func (m *managerProcess) pid() int { return m.cmd.Process.Pid }
 func (m *managerProcess) stop() error {
 	_ = m.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-m.done:
-		return nil
+	case err := <-m.done:
+		// The manager exits 0 on SIGTERM; anything else is worth reporting.
+		return err
 	case <-time.After(15 * time.Second):
 		_ = m.cmd.Process.Kill()
-		<-m.done
-		return errors.New("the manager did not stop within 15s of SIGTERM")
+		err := <-m.done
+		return fmt.Errorf("the manager did not stop within 15s of SIGTERM (killed: %v)", err)
 	}
 }
 

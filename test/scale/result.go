@@ -103,11 +103,11 @@ func WriteReport(dir string, runs []Result) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, "results.json")
-	return path, os.WriteFile(path, append(b, '\n'), 0o644)
+	return path, os.WriteFile(path, append(b, '\n'), 0o600)
 }
 
 // PrintTable prints the runs side by side, one row per figure.
@@ -118,7 +118,7 @@ func PrintTable(w io.Writer, runs []Result) {
 		for _, r := range runs {
 			cells = append(cells, f(r))
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+		_, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 	}
 	num := func(f func(Result) float64, prec int) func(Result) string {
 		return func(r Result) string { return fmt.Sprintf("%.*f", prec, f(r)) }
@@ -152,23 +152,23 @@ func PrintTable(w io.Writer, runs []Result) {
 	_ = tw.Flush()
 
 	for _, r := range runs {
-		fmt.Fprintf(w, "\nn=%d: writes per execution by verb and resource (API server audit log)\n", r.N)
+		_, _ = fmt.Fprintf(w, "\nn=%d: writes per execution by verb and resource (API server audit log)\n", r.N)
 		keys := make([]string, 0, len(r.WritesByVerbResource))
 		for k := range r.WritesByVerbResource {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			fmt.Fprintf(w, "  %-45s %6.2f\n", k, r.WritesByVerbResource[k])
+			_, _ = fmt.Fprintf(w, "  %-45s %6.2f\n", k, r.WritesByVerbResource[k])
 		}
-		fmt.Fprintf(w, "n=%d: CPU seconds by process during the throughput phase\n", r.N)
+		_, _ = fmt.Fprintf(w, "n=%d: CPU seconds by process during the throughput phase\n", r.N)
 		procs := make([]string, 0, len(r.CPUByProcess))
 		for p := range r.CPUByProcess {
 			procs = append(procs, p)
 		}
 		sort.Slice(procs, func(i, j int) bool { return r.CPUByProcess[procs[i]] > r.CPUByProcess[procs[j]] })
 		for _, p := range procs {
-			fmt.Fprintf(w, "  %-45s %8.1f\n", p, r.CPUByProcess[p])
+			_, _ = fmt.Fprintf(w, "  %-45s %8.1f\n", p, r.CPUByProcess[p])
 		}
 	}
 }

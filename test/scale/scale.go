@@ -64,7 +64,7 @@ type Config struct {
 }
 
 func (c *Config) logf(format string, args ...any) {
-	fmt.Fprintf(c.Log, "%s scale n=%d: %s\n", time.Now().Format("15:04:05"), c.N, fmt.Sprintf(format, args...))
+	_, _ = fmt.Fprintf(c.Log, "%s scale n=%d: %s\n", time.Now().Format("15:04:05"), c.N, fmt.Sprintf(format, args...))
 }
 
 // managerUser is the manager's identity on the API server (its ServiceAccount).
@@ -91,11 +91,11 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return res, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return res, err
 	}
 	policy := filepath.Join(dir, "audit-policy.yaml")
-	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
 		return res, err
 	}
 	auditLog := filepath.Join(dir, "apiserver-audit.log")
@@ -144,7 +144,11 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	defer func() { err = errors.Join(err, mgr.stop()) }()
+	defer func() {
+		if stopErr := mgr.stop(); stopErr != nil {
+			cfg.logf("stopping the manager: %v", stopErr)
+		}
+	}()
 	cfg.logf("manager running (pid %d, log %s)", mgr.pid(), mgr.logPath)
 
 	wideSchemaJSON, wideParams := wideSchema(10 * 1024)
