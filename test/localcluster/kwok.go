@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/kubernaut/kubernaut-executor/test/nodeagent"
 )
 
 // kwokStages are the stages kwok plays on the Node and its pods; each file says what it does.
@@ -145,18 +147,7 @@ func (c *Cluster) waitForKwokNode(ctx context.Context, cs kubernetes.Interface) 
 		if err != nil {
 			return err
 		}
-		kept := make([]corev1.Taint, 0, len(n.Spec.Taints))
-		for _, t := range n.Spec.Taints {
-			if t.Key != corev1.TaintNodeNotReady {
-				kept = append(kept, t)
-			}
-		}
-		if len(kept) == len(n.Spec.Taints) {
-			return nil
-		}
-		n.Spec.Taints = kept
-		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
-		return err
+		return nodeagent.LiftNotReadyTaint(ctx, nodes, n)
 	})
 }
 

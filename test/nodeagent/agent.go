@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
@@ -183,21 +184,26 @@ func (a *Agent) registerNode(ctx context.Context, name string) error {
 		if n, err = nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
 			return err
 		}
-		// The API server taints a new Node not-ready; the node lifecycle controller, which would
-		// lift the taint, does not run here, so the agent lifts it as the node is ready.
-		kept := n.Spec.Taints[:0]
-		for _, t := range n.Spec.Taints {
-			if t.Key != corev1.TaintNodeNotReady {
-				kept = append(kept, t)
-			}
-		}
-		if len(kept) == len(n.Spec.Taints) {
-			return nil
-		}
-		n.Spec.Taints = kept
-		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
-		return err
+		return LiftNotReadyTaint(ctx, nodes, n)
 	})
+}
+
+// LiftNotReadyTaint removes the not-ready taint the API server puts on a new Node. The node
+// lifecycle controller, which would lift it once the node is Ready, does not run on the local
+// control plane, so whatever runs the node's pods lifts it.
+func LiftNotReadyTaint(ctx context.Context, nodes typedcorev1.NodeInterface, n *corev1.Node) error {
+	kept := make([]corev1.Taint, 0, len(n.Spec.Taints))
+	for _, t := range n.Spec.Taints {
+		if t.Key != corev1.TaintNodeNotReady {
+			kept = append(kept, t)
+		}
+	}
+	if len(kept) == len(n.Spec.Taints) {
+		return nil
+	}
+	n.Spec.Taints = kept
+	_, err := nodes.Update(ctx, n, metav1.UpdateOptions{})
+	return err
 }
 
 // sync acts on one pod event: bind it if it is unscheduled, stop it if it is being deleted,
