@@ -3,6 +3,7 @@ package webhooks_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -170,6 +171,30 @@ var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func()
 		Expect(out).To(ContainSubstring("spec is immutable"))
 	})
 
+	// Every update of an execution that leaves its spec alone (the manager's finalizer patches,
+	// a label) would otherwise cost two webhook round trips: the webhooks' match conditions leave
+	// them to the API server alone. The API server's own metrics count the calls.
+	It("calls the webhooks for a spec change but not for an update that leaves the spec alone", func(ctx SpecContext) {
+		out, err := apply(execution(ns, "labelled", "keywords", `{replicas: 1}`, ""))
+		Expect(err).NotTo(HaveOccurred(), out)
+		before := webhookUpdates()
+		out, err = e2eutil.Kubectl(cluster.Kubeconfig, "", "-n", ns, "label", "kexec", "labelled", "team=sre")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(webhookUpdates()).To(Equal(before), "a label changed nothing the webhooks check")
+
+		// A spec change is still seen: the defaulting webhook puts the stored requester record
+		// back, and the validating webhook, which sees the spec as it was, is left out too.
+		out, err = e2eutil.Kubectl(cluster.Kubeconfig, "", "-n", ns, "patch", "kexec", "labelled", "--type=merge",
+			"-p", `{"spec":{"admission":{"requester":{"username":"someone-else"}}}}`)
+		Expect(err).NotTo(HaveOccurred(), out)
+		after := webhookUpdates()
+		Expect(after["mkubernetesexecution.kubernaut.io"]).To(Equal(before["mkubernetesexecution.kubernaut.io"]+1))
+		Expect(after["vkubernetesexecution.kubernaut.io"]).To(Equal(before["vkubernetesexecution.kubernaut.io"]))
+		obj := &v1alpha1.KubernetesExecution{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "labelled"}, obj)).To(Succeed())
+		Expect(obj.Spec.Admission.Requester.Username).NotTo(Equal("someone-else"))
+	})
+
 	It("rejects a requester who may not act on the target themselves, naming the missing permission", func(ctx SpecContext) {
 		Expect(k8s.Create(ctx, &rbacv1.Role{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "can-request"},
@@ -237,3 +262,26 @@ var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func()
 			`spec.env[0].name: Forbidden: TARGET_NAME is set by the executor`),
 	)
 })
+
+// webhookUpdates returns how many UPDATE requests the API server has sent to each webhook, by
+// webhook name, from its own metrics.
+func webhookUpdates() map[string]int {
+	out, err := e2eutil.Kubectl(cluster.Kubeconfig, "", "get", "--raw", "/metrics")
+	Expect(err).NotTo(HaveOccurred())
+	const metric = "apiserver_admission_webhook_admission_duration_seconds_count{"
+	counts := map[string]int{}
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, metric) || !strings.Contains(line, `operation="UPDATE"`) {
+			continue
+		}
+		labels, value, _ := strings.Cut(strings.TrimPrefix(line, metric), "} ")
+		for _, l := range strings.Split(labels, ",") {
+			if name, ok := strings.CutPrefix(l, `name="`); ok {
+				n, err := strconv.Atoi(strings.TrimSpace(value))
+				Expect(err).NotTo(HaveOccurred(), line)
+				counts[strings.TrimSuffix(name, `"`)] += n
+			}
+		}
+	}
+	return counts
+}

@@ -41,7 +41,7 @@ type KubernetesExecutionValidator struct {
 	Validator *validation.Validator
 }
 
-// +kubebuilder:webhook:path=/validate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution,mutating=false,failurePolicy=fail,sideEffects=None,groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=create;update,versions=v1alpha1,name=vkubernetesexecution.kubernaut.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution,mutating=false,failurePolicy=fail,sideEffects=None,groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=create;update,versions=v1alpha1,name=vkubernetesexecution.kubernaut.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"create-or-spec-change","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec"}]}`
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 var _ admission.Validator[*v1alpha1.KubernetesExecution] = &KubernetesExecutionValidator{}
@@ -97,7 +97,7 @@ func (v *KubernetesExecutionValidator) validate(ctx context.Context, obj *v1alph
 	} else {
 		// The controller renders when it builds each attempt's Job; admission renders once,
 		// so that parameters the template cannot render are a field error, not a failed run.
-		errs = append(errs, validation.RenderErrors(obj, tpl)...)
+		errs = append(errs, v.Validator.RenderErrors(obj, tpl)...)
 	}
 
 	grant, grantErrs := grants.Compute(v.Mapper, tpl, obj.Spec.Action.Target, obj.Namespace)
@@ -155,7 +155,7 @@ type AdmissionRecorder struct {
 	Reader client.Reader
 }
 
-// +kubebuilder:webhook:path=/mutate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution,mutating=true,failurePolicy=fail,sideEffects=None,groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=create;update,versions=v1alpha1,name=mkubernetesexecution.kubernaut.io,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=Never
+// +kubebuilder:webhook:path=/mutate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution,mutating=true,failurePolicy=fail,sideEffects=None,groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=create;update,versions=v1alpha1,name=mkubernetesexecution.kubernaut.io,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=Never,patch=`{"matchConditions":[{"name":"create-or-spec-change","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec"}]}`
 
 // AdmissionRecorderPath is where the API server sends the requests AdmissionRecorder answers.
 const AdmissionRecorderPath = "/mutate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution"

@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/xeipuuv/gojsonschema"
+
+	"github.com/kubernaut/kubernaut-executor/internal/render"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -127,22 +129,41 @@ type Cache struct {
 type entry struct {
 	generation int64
 	schema     *gojsonschema.Schema
+	defaults   *render.Defaults
 	err        error
 }
 
 // Get returns the compiled schema of a template generation, compiling it on first use.
 func (c *Cache) Get(uid types.UID, generation int64, raw []byte) (*gojsonschema.Schema, error) {
+	e := c.lookup(uid, generation, raw)
+	return e.schema, e.err
+}
+
+// Defaults returns the defaults the schema of a template generation declares, extracted on
+// first use, so that applying them does not parse the schema again for every execution.
+func (c *Cache) Defaults(uid types.UID, generation int64, raw []byte) (*render.Defaults, error) {
+	e := c.lookup(uid, generation, raw)
+	if e.err != nil {
+		return nil, e.err
+	}
+	return e.defaults, nil
+}
+
+func (c *Cache) lookup(uid types.UID, generation int64, raw []byte) entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[uid]; ok && e.generation == generation {
-		return e.schema, e.err
+		return e
 	}
 	if c.entries == nil {
 		c.entries = map[types.UID]entry{}
 	}
-	s, err := Compile(raw)
-	c.entries[uid] = entry{generation: generation, schema: s, err: err}
-	return s, err
+	e := entry{generation: generation}
+	if e.schema, e.err = Compile(raw); e.err == nil {
+		e.defaults, e.err = render.CompileDefaults(raw)
+	}
+	c.entries[uid] = e
+	return e
 }
 
 // Validate checks raw parameters (a JSON object, or empty) against schema and returns every

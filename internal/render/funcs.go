@@ -334,21 +334,23 @@ func isAllowed(name string) bool {
 	return ok
 }
 
-// bind returns the allowed functions as b's template sees them: each checks the deadline before
-// and after it runs and refuses a result larger than MaxValueBytes or nested deeper than
-// MaxValueDepth; a panic becomes an error.
-func (b *budget) bind() template.FuncMap {
-	m := template.FuncMap{rangeGuard: b.guard}
-	for name, fn := range allowed {
-		switch fn := fn.(type) {
+// bind adds to b.funcs the functions of names (all allowed) that it lacks, as b's templates
+// see them: each checks the deadline before and after it runs and refuses a result larger than
+// MaxValueBytes or nested deeper than MaxValueDepth; a panic becomes an error. Only the
+// functions a template calls are bound: binding builds a reflected wrapper for each.
+func (b *budget) bind(names map[string]bool) {
+	for name := range names {
+		if _, done := b.funcs[name]; done {
+			continue
+		}
+		switch fn := allowed[name].(type) {
 		case nil:
 		case budgeted:
-			m[name] = b.wrap(fn(b))
+			b.funcs[name] = b.wrap(fn(b))
 		default:
-			m[name] = b.wrap(fn)
+			b.funcs[name] = b.wrap(fn)
 		}
 	}
-	return m
 }
 
 var errorType = reflect.TypeFor[error]()

@@ -135,7 +135,7 @@ type budget struct {
 	deadline time.Time
 	left     int
 	exceeded error
-	// funcs are the allowed functions, bound to this budget.
+	// funcs are the allowed functions the items rendered so far call, bound to this budget.
 	funcs template.FuncMap
 }
 
@@ -147,7 +147,7 @@ var (
 
 func newBudget(now time.Time) *budget {
 	b := &budget{deadline: now.Add(MaxRenderTime), left: MaxOutputBytes}
-	b.funcs = b.bind()
+	b.funcs = template.FuncMap{rangeGuard: b.guard}
 	return b
 }
 
@@ -165,10 +165,11 @@ func (b *budget) render(name, text string, data *Data) (string, error) {
 	if err := b.check(); err != nil {
 		return "", fmt.Errorf("template: %s: %w", name, err)
 	}
-	tree, err := parseChecked(name, text)
+	tree, idents, err := parseChecked(name, text)
 	if err != nil {
 		return "", err
 	}
+	b.bind(idents)
 	guardRanges(tree, tree.Root)
 	t, err := template.New(name).Option("missingkey=error").Funcs(b.funcs).AddParseTree(name, tree)
 	if err != nil {
@@ -206,26 +207,29 @@ func (w *writer) Write(p []byte) (int, error) {
 // parseChecked parses text and refuses what action templates may not use: define, template and
 // block; ranges nested deeper than MaxRangeDepth; and any function not on the allowlist, named
 // with the reason it was left out.
-func parseChecked(name, text string) (*parse.Tree, error) {
+// It also returns the functions the template calls.
+func parseChecked(name, text string) (*parse.Tree, map[string]bool, error) {
 	tree := parse.New(name)
 	// Functions are checked below, so that those left out on purpose get a clear message.
 	tree.Mode = parse.SkipFuncCheck
 	trees := map[string]*parse.Tree{}
 	if _, err := tree.Parse(text, "", "", trees); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// A define (or block) adds a tree of its own, or replaces this one when it takes its name.
 	if len(trees) != 1 || trees[name] != tree {
-		return nil, fmt.Errorf("template: %s: define and block are not allowed in action templates: each item is one string", name)
+		return nil, nil, fmt.Errorf("template: %s: define and block are not allowed in action templates: each item is one string", name)
 	}
-	if err := checkNode(tree, tree.Root, 0); err != nil {
-		return nil, err
+	idents := map[string]bool{}
+	if err := checkNode(tree, tree.Root, 0, idents); err != nil {
+		return nil, nil, err
 	}
-	return tree, nil
+	return tree, idents, nil
 }
 
-// checkNode walks the parse tree below n; depth is the number of ranges around n.
-func checkNode(tree *parse.Tree, n parse.Node, depth int) error {
+// checkNode walks the parse tree below n; depth is the number of ranges around n. It adds the
+// functions the tree calls to idents.
+func checkNode(tree *parse.Tree, n parse.Node, depth int, idents map[string]bool) error {
 	fail := func(n parse.Node, format string, args ...any) error {
 		location, _ := tree.ErrorContext(n)
 		return fmt.Errorf("template: %s: %s", location, fmt.Sprintf(format, args...))
@@ -236,21 +240,21 @@ func checkNode(tree *parse.Tree, n parse.Node, depth int) error {
 			return nil
 		}
 		for _, c := range n.Nodes {
-			if err := checkNode(tree, c, depth); err != nil {
+			if err := checkNode(tree, c, depth, idents); err != nil {
 				return err
 			}
 		}
 	case *parse.ActionNode:
-		return checkNode(tree, n.Pipe, depth)
+		return checkNode(tree, n.Pipe, depth, idents)
 	case *parse.IfNode:
-		return checkBranch(tree, &n.BranchNode, depth, depth)
+		return checkBranch(tree, &n.BranchNode, depth, depth, idents)
 	case *parse.WithNode:
-		return checkBranch(tree, &n.BranchNode, depth, depth)
+		return checkBranch(tree, &n.BranchNode, depth, depth, idents)
 	case *parse.RangeNode:
 		if depth+1 > MaxRangeDepth {
 			return fail(n, "ranges may nest at most %d deep in action templates", MaxRangeDepth)
 		}
-		return checkBranch(tree, &n.BranchNode, depth+1, depth)
+		return checkBranch(tree, &n.BranchNode, depth+1, depth, idents)
 	case *parse.TemplateNode:
 		return fail(n, "template and block are not allowed in action templates: each item is one string")
 	case *parse.PipeNode:
@@ -258,20 +262,21 @@ func checkNode(tree *parse.Tree, n parse.Node, depth int) error {
 			return nil
 		}
 		for _, c := range n.Cmds {
-			if err := checkNode(tree, c, depth); err != nil {
+			if err := checkNode(tree, c, depth, idents); err != nil {
 				return err
 			}
 		}
 	case *parse.CommandNode:
 		for _, a := range n.Args {
-			if err := checkNode(tree, a, depth); err != nil {
+			if err := checkNode(tree, a, depth, idents); err != nil {
 				return err
 			}
 		}
 	case *parse.ChainNode:
-		return checkNode(tree, n.Node, depth)
+		return checkNode(tree, n.Node, depth, idents)
 	case *parse.IdentifierNode:
 		if isAllowed(n.Ident) {
+			idents[n.Ident] = true
 			return nil
 		}
 		if reason, ok := excluded[n.Ident]; ok {
@@ -283,14 +288,14 @@ func checkNode(tree *parse.Tree, n parse.Node, depth int) error {
 }
 
 // checkBranch checks an if, with or range: bodyDepth applies to its list, depth to its else.
-func checkBranch(tree *parse.Tree, n *parse.BranchNode, bodyDepth, depth int) error {
-	if err := checkNode(tree, n.Pipe, depth); err != nil {
+func checkBranch(tree *parse.Tree, n *parse.BranchNode, bodyDepth, depth int, idents map[string]bool) error {
+	if err := checkNode(tree, n.Pipe, depth, idents); err != nil {
 		return err
 	}
-	if err := checkNode(tree, n.List, bodyDepth); err != nil {
+	if err := checkNode(tree, n.List, bodyDepth, idents); err != nil {
 		return err
 	}
-	return checkNode(tree, n.ElseList, depth)
+	return checkNode(tree, n.ElseList, depth, idents)
 }
 
 // rangeGuard is the function guardRanges adds to every range. It is named after the keyword so
@@ -369,8 +374,57 @@ func (b *budget) guard(v ...any) (any, error) {
 }
 
 // Parameters decodes an execution's raw parameters (a JSON object, or empty) and applies the
-// defaults of the JSON Schema schema (also raw, may be empty).
+// defaults of the JSON Schema schema (also raw, may be empty). Callers that decode many
+// executions of one template compile the defaults once (CompileDefaults) instead.
 func Parameters(raw, schema []byte) (map[string]any, error) {
+	d, err := CompileDefaults(schema)
+	if err != nil {
+		return nil, err
+	}
+	return d.Parameters(raw)
+}
+
+// Defaults are the defaults a parameter schema declares, by property, nested objects included:
+// what Parameters applies, extracted from the schema once. A nil *Defaults applies none. It is
+// never changed after CompileDefaults, so one value serves concurrent callers.
+type Defaults struct {
+	props map[string]propDefault
+}
+
+type propDefault struct {
+	value  any
+	has    bool
+	nested *Defaults
+}
+
+// CompileDefaults extracts the defaults of a raw JSON Schema (empty: none).
+func CompileDefaults(schema []byte) (*Defaults, error) {
+	if len(bytes.TrimSpace(schema)) == 0 {
+		return nil, nil
+	}
+	var s map[string]any
+	if err := json.Unmarshal(schema, &s); err != nil {
+		return nil, fmt.Errorf("parameter schema must be a JSON object: %w", err)
+	}
+	return defaultsOf(s), nil
+}
+
+func defaultsOf(schema map[string]any) *Defaults {
+	props, _ := schema["properties"].(map[string]any)
+	d := &Defaults{props: make(map[string]propDefault, len(props))}
+	for name, p := range props {
+		prop, ok := p.(map[string]any)
+		if !ok {
+			continue
+		}
+		v, has := prop["default"]
+		d.props[name] = propDefault{value: v, has: has, nested: defaultsOf(prop)}
+	}
+	return d
+}
+
+// Parameters decodes raw parameters (a JSON object, or empty) and applies d.
+func (d *Defaults) Parameters(raw []byte) (map[string]any, error) {
 	params := map[string]any{}
 	if len(bytes.TrimSpace(raw)) > 0 && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		if err := json.Unmarshal(raw, &params); err != nil {
@@ -380,35 +434,46 @@ func Parameters(raw, schema []byte) (map[string]any, error) {
 			params = map[string]any{}
 		}
 	}
-	if len(bytes.TrimSpace(schema)) == 0 {
-		return params, nil
-	}
-	var s map[string]any
-	if err := json.Unmarshal(schema, &s); err != nil {
-		return nil, fmt.Errorf("parameter schema must be a JSON object: %w", err)
-	}
-	applyDefaults(params, s)
+	d.apply(params)
 	return params, nil
 }
 
-// applyDefaults fills the properties missing from obj with their schema defaults, and recurses
-// into nested objects that the schema describes.
-func applyDefaults(obj map[string]any, schema map[string]any) {
-	props, _ := schema["properties"].(map[string]any)
-	for name, p := range props {
-		prop, ok := p.(map[string]any)
-		if !ok {
-			continue
-		}
+// apply fills the properties missing from obj with copies of their defaults, and recurses into
+// nested objects that the schema describes.
+func (d *Defaults) apply(obj map[string]any) {
+	if d == nil {
+		return
+	}
+	for name, p := range d.props {
 		v, present := obj[name]
 		if !present {
-			if d, ok := prop["default"]; ok {
-				obj[name] = d
+			if p.has {
+				obj[name] = cloneJSON(p.value)
 			}
 			continue
 		}
 		if nested, ok := v.(map[string]any); ok {
-			applyDefaults(nested, prop)
+			p.nested.apply(nested)
 		}
 	}
+}
+
+// cloneJSON copies a decoded JSON value, so that no execution's parameters share a map or a
+// slice with the compiled defaults.
+func cloneJSON(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = cloneJSON(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = cloneJSON(e)
+		}
+		return out
+	}
+	return v
 }

@@ -436,3 +436,28 @@ func FuzzRender(f *testing.F) {
 		}
 	})
 }
+
+// One compiled Defaults serves every execution of a template: what one execution's template
+// does with its parameters must not reach the next one's defaults.
+func TestDefaultsAreCopiedIntoEachExecution(t *testing.T) {
+	d, err := CompileDefaults([]byte(`{"type":"object","properties":{
+		"labels":{"type":"object","default":{"team":"sre"}},
+		"hosts":{"type":"array","default":["a","b"]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := d.Parameters(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first["labels"].(map[string]any)["team"] = "changed"
+	first["hosts"].([]any)[0] = "changed"
+	second, err := d.Parameters([]byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"labels": map[string]any{"team": "sre"}, "hosts": []any{"a", "b"}}
+	if !reflect.DeepEqual(second, want) {
+		t.Fatalf("second execution's parameters = %#v, want %#v", second, want)
+	}
+}

@@ -76,8 +76,12 @@ func (v *Validator) Execution(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.A
 // target and name, as the Job of its first attempt would be, and returns each failure under
 // spec.action.parameters: a template that renders with sample parameters may still fail, or
 // pass a limit, with these.
-func RenderErrors(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) field.ErrorList {
-	params, err := render.Parameters(RawParameters(obj), SchemaBytes(tpl))
+func (v *Validator) RenderErrors(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) field.ErrorList {
+	defaults, err := v.Schemas.Defaults(tpl.UID, tpl.Generation, SchemaBytes(tpl))
+	if err != nil {
+		return field.ErrorList{field.Invalid(paramschema.Path, field.OmitValueType{}, err.Error())}
+	}
+	params, err := defaults.Parameters(RawParameters(obj))
 	if err != nil {
 		return field.ErrorList{field.Invalid(paramschema.Path, field.OmitValueType{}, err.Error())}
 	}

@@ -69,7 +69,7 @@ func TestExecutionRenders(t *testing.T) {
 			// As the admission webhook checks: the fit first, then the rendering.
 			errs := v.Execution(countExecution(tt.params), tpl)
 			if len(errs) == 0 {
-				errs = RenderErrors(countExecution(tt.params), tpl)
+				errs = v.RenderErrors(countExecution(tt.params), tpl)
 			}
 			if len(errs) != len(tt.want) {
 				t.Fatalf("got %d errors, want %d: %v", len(errs), len(tt.want), errs)
