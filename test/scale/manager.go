@@ -164,31 +164,66 @@ func (m *managerProcess) profile(ctx context.Context, path string, d time.Durati
 		return out
 	}
 	go func() {
-		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", m.pprofAddr, int(d.Seconds()))
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			out <- ""
-			return
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			out <- ""
-			return
-		}
-		defer func() { _ = resp.Body.Close() }()
-		f, err := os.Create(path)
-		if err != nil {
-			out <- ""
-			return
-		}
-		_, err = io.Copy(f, resp.Body)
-		if err = errors.Join(err, f.Close()); err != nil || resp.StatusCode != http.StatusOK {
+		if err := fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", m.pprofAddr, int(d.Seconds())), path); err != nil {
 			out <- ""
 			return
 		}
 		out <- path
 	}()
 	return out
+}
+
+// heapSample is the manager's heap after a forced garbage collection.
+type heapSample struct {
+	inuseBytes, allocBytes float64
+	// profile is the heap profile's path, "" without one.
+	profile string
+}
+
+// heap forces a garbage collection in the manager and saves its heap profile to path (if it
+// serves pprof), then reads its heap figures from its metrics. The error says what is missing;
+// whatever could be read is returned regardless.
+func (m *managerProcess) heap(ctx context.Context, path string) (heapSample, error) {
+	var h heapSample
+	err := errors.New("the manager serves no pprof")
+	if m.pprofAddr != "" {
+		if err = fetch(ctx, "http://"+m.pprofAddr+"/debug/pprof/heap?gc=1", path); err == nil {
+			h.profile = path
+		}
+	}
+	if fams, mErr := m.metrics(ctx); mErr == nil {
+		for _, metric := range family(fams, "go_memstats_heap_inuse_bytes") {
+			h.inuseBytes = metric.GetGauge().GetValue()
+		}
+		for _, metric := range family(fams, "go_memstats_heap_alloc_bytes") {
+			h.allocBytes = metric.GetGauge().GetValue()
+		}
+	} else {
+		err = errors.Join(err, mErr)
+	}
+	return h, err
+}
+
+// fetch saves the body of a GET of url to path.
+func fetch(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
 }
 
 func (m *managerProcess) metrics(ctx context.Context) (map[string]*familyT, error) {

@@ -32,6 +32,14 @@ type Result struct {
 	// BaselineExecutionsPerSecond is BaselineWritesPerSecond over WritesPerExecution: the most
 	// executions per second the API server allows, the ceiling the executor is judged against.
 	BaselineExecutionsPerSecond float64 `json:"baseline_executions_per_second"`
+	// BaselineClusterExecutionsPerSecond is the same program's executions per second (units
+	// over the time from its first write to its last) when its Jobs run: each Job's pod is
+	// made by the Job controller, bound by the scheduler and finished by kwok, and a unit's
+	// revocation (its updates and deletes) waits for its Job to complete. It is the most
+	// executions per second this machine sustains with the executor's writes AND the Job
+	// controller, scheduler and kubelet (kwok) work each execution causes, but none of the
+	// executor's own CPU or logic.
+	BaselineClusterExecutionsPerSecond float64 `json:"baseline_cluster_executions_per_second"`
 
 	// WritesPerExecution is the manager's writes per execution, counted by the API server's
 	// audit log (the manager's user), over both phases.
@@ -72,6 +80,14 @@ type Result struct {
 	// ManagerRSSBytesPerExecution is the RSS growth from before the first execution, per
 	// execution.
 	ManagerRSSBytesPerExecution float64 `json:"manager_rss_bytes_per_execution"`
+	// ManagerHeapInuseMiB and ManagerHeapAllocMiB are the manager's heap at the same moment,
+	// after a forced garbage collection (go_memstats_heap_inuse_bytes and
+	// go_memstats_heap_alloc_bytes): the spans in use, and the live objects in them.
+	ManagerHeapInuseMiB float64 `json:"manager_heap_inuse_mib"`
+	ManagerHeapAllocMiB float64 `json:"manager_heap_alloc_mib"`
+	// HeapProfile is the manager's heap profile taken then (go tool pprof
+	// -sample_index=inuse_space), if any.
+	HeapProfile string `json:"heap_profile,omitempty"`
 
 	// CPUByProcess is the CPU seconds each process of the control plane spent during the
 	// throughput phase: where the time went.
@@ -123,18 +139,24 @@ func PrintTable(w io.Writer, runs []Result) {
 	num := func(f func(Result) float64, prec int) func(Result) string {
 		return func(r Result) string { return fmt.Sprintf("%.*f", prec, f(r)) }
 	}
+	// ofExecutor is the executor's executions per second as a fraction of a baseline's.
+	ofExecutor := func(base func(Result) float64) func(Result) string {
+		return num(func(r Result) float64 {
+			if base(r) == 0 {
+				return 0
+			}
+			return r.ExecutionsPerSecond / base(r)
+		}, 2)
+	}
 	row("n", func(r Result) string { return fmt.Sprint(r.N) })
 	row("executions/s (all at once)", num(func(r Result) float64 { return r.ExecutionsPerSecond }, 1))
 	row("  burst seconds", num(func(r Result) float64 { return r.BurstSeconds }, 1))
 	row("  succeeded / failed", func(r Result) string { return fmt.Sprintf("%d / %d", r.Succeeded, r.Failed) })
 	row("baseline writes/s", num(func(r Result) float64 { return r.BaselineWritesPerSecond }, 0))
 	row("baseline executions/s", num(func(r Result) float64 { return r.BaselineExecutionsPerSecond }, 1))
-	row("executor / baseline", num(func(r Result) float64 {
-		if r.BaselineExecutionsPerSecond == 0 {
-			return 0
-		}
-		return r.ExecutionsPerSecond / r.BaselineExecutionsPerSecond
-	}, 2))
+	row("executor / baseline", ofExecutor(func(r Result) float64 { return r.BaselineExecutionsPerSecond }))
+	row("cluster baseline executions/s", num(func(r Result) float64 { return r.BaselineClusterExecutionsPerSecond }, 1))
+	row("executor / cluster baseline", ofExecutor(func(r Result) float64 { return r.BaselineClusterExecutionsPerSecond }))
 	row("writes/execution (API server)", num(func(r Result) float64 { return r.WritesPerExecution }, 2))
 	row("writes/execution (manager client)", num(func(r Result) float64 { return r.ClientWritesPerExecution }, 2))
 	row("reconciles/execution", num(func(r Result) float64 { return r.ReconcilesPerExecution }, 2))
@@ -147,6 +169,8 @@ func PrintTable(w io.Writer, runs []Result) {
 	row("admission p99 ms (API server)", num(func(r Result) float64 { return r.AdmissionAPIServerP99Ms }, 2))
 	row("manager RSS MiB", num(func(r Result) float64 { return r.ManagerRSSMiB }, 1))
 	row("manager RSS bytes/execution", num(func(r Result) float64 { return r.ManagerRSSBytesPerExecution }, 0))
+	row("manager heap in use MiB", num(func(r Result) float64 { return r.ManagerHeapInuseMiB }, 1))
+	row("manager live heap MiB", num(func(r Result) float64 { return r.ManagerHeapAllocMiB }, 1))
 	row("manager CPU seconds", num(func(r Result) float64 { return r.ManagerCPUSeconds }, 1))
 	row("bottleneck (most CPU)", func(r Result) string { return r.Bottleneck })
 	_ = tw.Flush()

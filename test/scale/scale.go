@@ -2,7 +2,8 @@
 // no-op template, whose pods kwok finishes (no process runs per pod), created all at once for
 // throughput and then open-loop at a fixed rate for latency; admission latency under concurrent
 // clients; and a bare client-go baseline that makes the executor's writes on the same API server
-// at full speed, the floor the executor is judged against. The manager runs as its own process,
+// at full speed, the floor the executor is judged against, then again with its Jobs' pods run
+// (the cluster baseline). The manager runs as its own process,
 // the shipped binary, so that its memory and CPU are its own.
 package scale
 
@@ -238,8 +239,15 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	res.ManagerRSSMiB = float64(after.rssBytes) / (1 << 20)
 	res.ManagerRSSBytesPerExecution = float64(after.rssBytes-before.rssBytes) / total
 	res.ManagerCPUSeconds = after.cpuSeconds
-	cfg.logf("%.2f writes and %.2f reconciles per execution; manager RSS %.1f MiB, CPU %.1fs",
-		res.WritesPerExecution, res.ReconcilesPerExecution, res.ManagerRSSMiB, res.ManagerCPUSeconds)
+	// What the RSS holds: the live heap after a forced collection, and where it was allocated.
+	heap, err := mgr.heap(ctx, filepath.Join(dir, "manager-heap.pprof"))
+	if err != nil {
+		cfg.logf("the manager's heap: %v", err)
+	}
+	res.HeapProfile = heap.profile
+	res.ManagerHeapInuseMiB, res.ManagerHeapAllocMiB = heap.inuseBytes/(1<<20), heap.allocBytes/(1<<20)
+	cfg.logf("%.2f writes and %.2f reconciles per execution; manager RSS %.1f MiB (heap in use %.1f MiB, live %.1f MiB), CPU %.1fs",
+		res.WritesPerExecution, res.ReconcilesPerExecution, res.ManagerRSSMiB, res.ManagerHeapInuseMiB, res.ManagerHeapAllocMiB, res.ManagerCPUSeconds)
 
 	cfg.logf("admission: %d reviews from %d clients, at the webhook and through the API server", cfg.AdmissionRequests, cfg.AdmissionClients)
 	wide := &v1alpha1.ActionTemplate{}
@@ -259,13 +267,32 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 
 	units := min(cfg.BaselineExecutions, cfg.N)
 	cfg.logf("baseline: the writes of %d executions at full speed", units)
-	if res.BaselineWritesPerSecond, err = baseline(ctx, admin, res.WritesByVerbResource, units, cfg.Creators); err != nil {
+	writesMade, elapsed, err := runBaseline(ctx, cfg, admin, res.WritesByVerbResource, units, baselineMode{namespace: "bench-baseline"})
+	if err != nil {
 		return res, err
 	}
+	res.BaselineWritesPerSecond = float64(writesMade) / elapsed.Seconds()
 	if res.WritesPerExecution > 0 {
 		res.BaselineExecutionsPerSecond = res.BaselineWritesPerSecond / res.WritesPerExecution
 	}
+	cfg.logf("cluster baseline: the same, with each Job's pod made, scheduled and finished (kwok) before the revocation")
+	if _, elapsed, err = runBaseline(ctx, cfg, admin, res.WritesByVerbResource, units, baselineMode{namespace: "bench-baseline-cluster", runJobs: true}); err != nil {
+		return res, err
+	}
+	res.BaselineClusterExecutionsPerSecond = float64(units) / elapsed.Seconds()
+	cfg.logf("baseline %.1f executions/s, cluster baseline %.1f executions/s", res.BaselineExecutionsPerSecond, res.BaselineClusterExecutionsPerSecond)
 	return res, nil
+}
+
+// runBaseline runs a baseline of units executions with cfg.Creators writers, within cfg.Timeout.
+func runBaseline(ctx context.Context, cfg Config, rc *rest.Config, perExecution map[string]float64, units int, mode baselineMode) (int64, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	writes, elapsed, err := baseline(ctx, rc, perExecution, units, cfg.Creators, mode)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", mode.namespace, err)
+	}
+	return writes, elapsed, nil
 }
 
 // busiest names the process that spent the most CPU.
