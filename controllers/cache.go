@@ -67,36 +67,49 @@ func transform[T any](trim func(*T) *T) toolscache.TransformFunc {
 
 // TrimPod returns the part of a Job's pod that the executor reads, as the cache keeps it: the
 // identity, labels (the Job's name and controller UID, by which pods are found), owner references
-// (IsControlledBy), deletion state, and the status: phase, conditions and the containers'
-// statuses, where a kubelet reports an image it cannot pull and the action's termination message
-// and exit code. The spec (the action's environment, up to the 32 KiB of its parameters, the
-// volumes, the security context) is dropped but for the node the pod runs on, and so are the
-// annotations and managedFields. pod is not changed.
+// (IsControlledBy), deletion state, the phase, and of each container its name, image and state,
+// where a kubelet reports an image it cannot pull and the action's termination message and exit
+// code. Everything else is dropped: the spec (the action's environment, up to the 32 KiB of its
+// parameters, the volumes, the security context), the annotations, the managedFields, the pod's
+// conditions and addresses, and the containers' IDs, counters and resources. The cache holds a
+// pod for as long as its Job is kept (--job-ttl), long after the executor last read it, so every
+// field counts. pod is not changed.
 func TrimPod(pod *corev1.Pod) *corev1.Pod {
+	var statuses []corev1.ContainerStatus
+	if len(pod.Status.ContainerStatuses) > 0 {
+		statuses = make([]corev1.ContainerStatus, len(pod.Status.ContainerStatuses))
+		for i, cs := range pod.Status.ContainerStatuses {
+			statuses[i] = corev1.ContainerStatus{Name: cs.Name, Image: cs.Image, State: cs.State}
+		}
+	}
 	return &corev1.Pod{
 		TypeMeta:   pod.TypeMeta,
 		ObjectMeta: trimMeta(pod.ObjectMeta),
-		Spec:       corev1.PodSpec{NodeName: pod.Spec.NodeName},
-		Status: corev1.PodStatus{
-			Phase:             pod.Status.Phase,
-			Conditions:        pod.Status.Conditions,
-			Reason:            pod.Status.Reason,
-			Message:           pod.Status.Message,
-			StartTime:         pod.Status.StartTime,
-			ContainerStatuses: pod.Status.ContainerStatuses,
-		},
+		Status:     corev1.PodStatus{Phase: pod.Status.Phase, ContainerStatuses: statuses},
 	}
 }
 
 // TrimJob returns the part of an attempt's Job that the executor reads, as the cache keeps it:
-// the identity, labels, owner references and deletion state, the spec without its pod template,
-// and the whole status (start, completion, the Complete or Failed condition). The pod template,
-// which holds the action's environment and parameters and is most of a Job, is dropped, and so
-// are the annotations and managedFields. job is not changed.
+// the identity, labels, owner references and deletion state, whether its TTL is set (the
+// executor sets it once the attempt's outcome is recorded), and of the status the start, the
+// completion, the counts of pods and the Complete and Failed conditions (with their reason, the
+// attempt's). The rest of the spec, which holds the pod template with the action's environment
+// and parameters and is most of a Job, is dropped (the executor made it, and never reads it
+// back), and so are the annotations, managedFields and the rest of the status. job is not
+// changed.
 func TrimJob(job *batchv1.Job) *batchv1.Job {
-	out := &batchv1.Job{TypeMeta: job.TypeMeta, ObjectMeta: trimMeta(job.ObjectMeta), Spec: job.Spec, Status: job.Status}
-	out.Spec.Template = corev1.PodTemplateSpec{}
-	return out
+	var conditions []batchv1.JobCondition
+	for _, c := range job.Status.Conditions {
+		if c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed {
+			conditions = append(conditions, c)
+		}
+	}
+	spec := batchv1.JobSpec{TTLSecondsAfterFinished: job.Spec.TTLSecondsAfterFinished}
+	return &batchv1.Job{TypeMeta: job.TypeMeta, ObjectMeta: trimMeta(job.ObjectMeta), Spec: spec, Status: batchv1.JobStatus{
+		Conditions: conditions,
+		StartTime:  job.Status.StartTime, CompletionTime: job.Status.CompletionTime,
+		Active: job.Status.Active, Succeeded: job.Status.Succeeded, Failed: job.Status.Failed,
+	}}
 }
 
 // trimMeta keeps what the executor reads of a Job's or pod's metadata, and what the cache and

@@ -3,7 +3,9 @@ package controllers_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -26,12 +28,26 @@ import (
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 )
 
-// canI asks the API server, through kubectl, whether a ServiceAccount may do something.
-func canI(sa string, args ...string) bool {
-	out, _ := e2eutil.Kubectl(cluster.Kubeconfig, "", append([]string{"auth", "can-i", "--as=" + sa}, args...)...)
+// canI asks the API server, through kubectl, whether a user or ServiceAccount may do something.
+// kubectl auth can-i answers "yes" with exit status 0 and "no" (with " - " and a reason when the
+// authorizer gives one) with exit status 1; anything else, an error included, which kubectl also
+// reports with exit status 1, fails the spec rather than count as "no".
+func canI(user string, args ...string) bool {
+	GinkgoHelper()
+	args = append([]string{"auth", "can-i", "--as=" + user}, args...)
+	out, err := e2eutil.Kubectl(cluster.Kubeconfig, "", args...)
 	// The answer is the last line; kubectl may warn before it (cluster-scoped resources).
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	return lines[len(lines)-1] == "yes"
+	answer := lines[len(lines)-1]
+	var exit *exec.ExitError
+	switch {
+	case err == nil && answer == "yes":
+		return true
+	case errors.As(err, &exit) && exit.ExitCode() == 1 && (answer == "no" || strings.HasPrefix(answer, "no - ")):
+		return false
+	}
+	Fail(fmt.Sprintf("kubectl %s did not answer yes or no (%v):\n%s", strings.Join(args, " "), err, out))
+	return false
 }
 
 func deployment(ns, name string) *appsv1.Deployment {
@@ -227,16 +243,26 @@ var _ = Describe("Just-in-time RBAC", func() {
 		Expect(meta.IsStatusConditionTrue(tpl.Status.Conditions, v1alpha1.ConditionStalled)).To(BeTrue())
 	})
 
-	It("keeps a running attempt's grant and records its outcome when the template is deleted, then removes everything", func(ctx SpecContext) {
+	// Deleting a template stops no attempt already running. That attempt was admitted and checked
+	// against the template's generation, runs with a grant of its own (a copy of the rules, not
+	// the template's ClusterRole) and ends at its deadline in any case, while stopping it midway
+	// could leave a change half applied (a node half drained) where letting it finish cannot. As
+	// for an edited template or a requester's lost right, what is refused is the next attempt.
+	It("keeps a running attempt's grant and records its outcome when the template is deleted, retries none, then removes everything", func(ctx SpecContext) {
 		tpl := ensureTemplate(ctx, "disposable", "kubernaut-actions")
 		Expect(tpl.Status.ClusterRoleName).To(Equal("kubernaut-action-disposable"))
 		Expect(tpl.Status.EffectiveRules).To(Equal(tpl.Spec.RBAC.Rules))
-		obj := execOn("disposable", fmt.Sprintf(`{"sleepSeconds":4,"apiCalls":[
+		obj := execOn("disposable", fmt.Sprintf(`{"sleepSeconds":8,"apiCalls":[
 			{"verb":"patch","group":"apps","resource":"deployments","namespace":%q,"name":"web"}]}`, targetNS))
 		obj.Spec.Action.Type = tpl.Name
 		Expect(k8s.Create(ctx, obj)).To(Succeed())
-		Eventually(grantsOf(ctx, obj)).Should(Equal(2))
-		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseRunning))
+		failing := execOn("disposable-fails", `{"sleepSeconds":8,"fail":true}`)
+		failing.Spec.Action.Type = tpl.Name
+		Expect(k8s.Create(ctx, failing)).To(Succeed())
+		for _, o := range []*v1alpha1.KubernetesExecution{obj, failing} {
+			Eventually(grantsOf(ctx, o)).Should(Equal(2))
+			Eventually(phaseOf(ctx, o)).Should(Equal(v1alpha1.PhaseRunning))
+		}
 		saKey := client.ObjectKey{Namespace: ns, Name: controllers.ExecutionServiceAccountName(obj.Name)}
 		Expect(k8s.Get(ctx, saKey, &corev1.ServiceAccount{})).To(Succeed())
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: "kubernaut-action-disposable"}, &rbacv1.ClusterRole{})).To(Succeed())
@@ -246,11 +272,27 @@ var _ = Describe("Just-in-time RBAC", func() {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "kubernaut-action-disposable"}, &rbacv1.ClusterRole{}))
 		}).Should(BeTrue())
 		// The attempt keeps its grant, makes its call and its outcome is recorded.
+		Expect(phaseOf(ctx, obj)()).To(Equal(v1alpha1.PhaseRunning))
+		Expect(canI(serviceAccountOf(obj), "patch", "deployments/web", "-n", targetNS)).To(BeTrue())
 		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseCompleted))
 		got := get(ctx, obj)(Default)
 		Expect(got.Status.Result.Success).To(BeTrue(), got.Status.Result.Error)
 		Expect(string(got.Status.Result.Data.Raw)).To(ContainSubstring(`"status":200`))
-		Eventually(grantsOf(ctx, obj)).Should(BeZero())
+		Expect(got.Status.Attempts).To(HaveLen(1))
+		Expect(got.Status.Attempts[0].Reason).To(Equal(v1alpha1.ReasonSucceeded))
+		// The attempt that fails ends the execution: no further attempt may start.
+		Eventually(phaseOf(ctx, failing)).Should(Equal(v1alpha1.PhaseFailed))
+		gotFailing := get(ctx, failing)(Default)
+		Expect(readyCondition(gotFailing).Reason).To(Equal(v1alpha1.ReasonTemplateChanged))
+		Expect(readyCondition(gotFailing).Message).To(And(HavePrefix("attempt 1 failed ("),
+			HaveSuffix(`and no further attempt may start: ActionTemplate "disposable" was deleted after the execution was admitted`)))
+		Expect(gotFailing.Status.Attempts).To(HaveLen(1))
+		Expect(gotFailing.Status.Attempts[0].Reason).To(Equal(v1alpha1.ReasonActionFailed))
+		Expect(jobsOf(ctx, ns)).To(HaveLen(2), "one Job each")
+
+		for _, o := range []*v1alpha1.KubernetesExecution{obj, failing} {
+			Eventually(grantsOf(ctx, o)).Should(BeZero())
+		}
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, saKey, &corev1.ServiceAccount{})) }).Should(BeTrue())
 	})
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -77,7 +78,7 @@ var imagePullReasons = map[string]bool{
 // +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions/status,verbs=get;patch
 // +kubebuilder:rbac:groups=kubernetesexecution.kubernaut.io,resources=actiontemplates,verbs=get;list;watch
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -99,7 +100,7 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 	if !obj.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
 	}
-	if err := r.stopAbandonedJobs(ctx, obj); err != nil {
+	if err := r.settleEndedJobs(ctx, obj); err != nil {
 		return ctrl.Result{}, err
 	}
 	if obj.Status.Phase.IsTerminal() {
@@ -155,15 +156,20 @@ func (r *KubernetesExecutionReconciler) reconcileDelete(ctx context.Context, obj
 	return client.IgnoreNotFound(err)
 }
 
-// stopAbandonedJobs deletes the Jobs of attempts the status already records as ended by the
-// executor (timed out, or unable to pull their image) while they may still run. It acts only on
-// what the stored status says, so a status write that is lost never leaves a Job deleted
-// without its reason recorded.
-func (r *KubernetesExecutionReconciler) stopAbandonedJobs(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+// settleEndedJobs acts on the Jobs of the attempts the stored status records as ended, and only
+// on those, so that nothing can take a Job away before its outcome is recorded:
+//   - the Jobs of attempts the executor ended itself (timed out, or unable to pull their image)
+//     are deleted, since they may still run;
+//   - the other ended attempts' Jobs get their TTL (--job-ttl), which starts the Job controller's
+//     clock on them. They are created without one: a TTL set at creation would let the Job
+//     controller delete a finished Job and its pod, and the outcome with them, while the
+//     manager is down.
+//
+// A status write that is lost therefore never leaves a Job deleted, or deletable, without its
+// outcome recorded.
+func (r *KubernetesExecutionReconciler) settleEndedJobs(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
 	for _, a := range obj.Status.Attempts {
-		switch a.Reason {
-		case v1alpha1.ReasonTimedOut, v1alpha1.ReasonDeadlineExceeded, v1alpha1.ReasonImagePullFailed:
-		default:
+		if a.EndTime == nil {
 			continue
 		}
 		job := &batchv1.Job{}
@@ -175,12 +181,24 @@ func (r *KubernetesExecutionReconciler) stopAbandonedJobs(ctx context.Context, o
 			return err
 		}
 		if !metav1.IsControlledBy(job, obj) {
-			continue // never delete a Job this execution does not control
+			continue // never touch a Job this execution does not control
 		}
-		if err := r.deleteJob(ctx, job); err != nil {
+		switch a.Reason {
+		case v1alpha1.ReasonTimedOut, v1alpha1.ReasonDeadlineExceeded, v1alpha1.ReasonImagePullFailed:
+			if err := r.deleteJob(ctx, job); err != nil {
+				return err
+			}
+			log.FromContext(ctx).Info("deleted the Job of an ended attempt", "job", job.Name, "reason", a.Reason)
+			continue
+		}
+		if job.Spec.TTLSecondsAfterFinished != nil {
+			continue
+		}
+		ttl := int32(min(r.Options.JobTTL.Seconds(), math.MaxInt32))
+		patch := fmt.Appendf(nil, `{"spec":{"ttlSecondsAfterFinished":%d}}`, ttl)
+		if err := r.Patch(ctx, job, client.RawPatch(types.MergePatchType, patch)); client.IgnoreNotFound(err) != nil {
 			return err
 		}
-		log.FromContext(ctx).Info("deleted the Job of an ended attempt", "job", job.Name, "reason", a.Reason)
 	}
 	return nil
 }
@@ -229,7 +247,7 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 	}
 	job, err := buildJob(jobInput{
 		Execution: obj, Template: tpl, Attempt: number,
-		Remaining: deadline(obj, tpl).Sub(now), TTL: r.Options.JobTTL, Images: r.Options.ActionImages,
+		Remaining: deadline(obj, tpl).Sub(now), Images: r.Options.ActionImages,
 		ServiceAccount: ExecutionServiceAccountName(obj.Name),
 	})
 	if err != nil {
@@ -406,7 +424,7 @@ func (r *KubernetesExecutionReconciler) SetupWithManager(ctx context.Context, mg
 // reconcile of it.
 var jobEvents = predicate.Funcs{
 	CreateFunc:  func(e event.CreateEvent) bool { return jobFinished(e.Object) },
-	UpdateFunc:  func(e event.UpdateEvent) bool { return jobFinished(e.ObjectNew) },
+	UpdateFunc:  func(e event.UpdateEvent) bool { return jobFinished(e.ObjectNew) && !jobFinished(e.ObjectOld) },
 	DeleteFunc:  func(event.DeleteEvent) bool { return true },
 	GenericFunc: func(event.GenericEvent) bool { return true },
 }

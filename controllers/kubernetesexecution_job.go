@@ -46,8 +46,6 @@ type jobInput struct {
 	Attempt   int32
 	// Remaining is the time left before the execution's timeout.
 	Remaining time.Duration
-	// TTL is how long a finished Job is kept.
-	TTL time.Duration
 	// ServiceAccount is the execution's own ServiceAccount, which holds its grant.
 	ServiceAccount string
 	// Images maps template image names to the references to run.
@@ -132,7 +130,9 @@ func buildJob(in jobInput) (*batchv1.Job, error) {
 				Action:          onDisruption(tpl),
 				OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}},
 			}}},
-			TTLSecondsAfterFinished: ptr.To(int32(in.TTL.Seconds())),
+			// No TTL yet: the Job controller's TTL would delete the Job and its pod, and with
+			// it the attempt's outcome, even while the manager is down and has not read it. The
+			// TTL is set once the outcome is recorded (releaseRecordedJobs).
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{

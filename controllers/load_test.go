@@ -48,7 +48,7 @@ func TestBuildJobSharesNothingWithTheTemplate(t *testing.T) {
 	cached := tpl.DeepCopy()
 	defaults := defaultResources.DeepCopy()
 	for _, tp := range []*v1alpha1.ActionTemplate{tpl, {ObjectMeta: tpl.ObjectMeta, Spec: v1alpha1.ActionTemplateSpec{Image: "kubernaut-actions"}}} {
-		job, err := buildJob(jobInput{Execution: obj, Template: tp, Attempt: 1, Remaining: time.Minute, TTL: time.Hour})
+		job, err := buildJob(jobInput{Execution: obj, Template: tp, Attempt: 1, Remaining: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -284,15 +284,18 @@ func TestBuildJob(t *testing.T) {
 		},
 	}
 	job, err := buildJob(jobInput{Execution: obj, Template: tpl, Attempt: 2, Remaining: 90*time.Second + time.Millisecond,
-		TTL: time.Hour, Images: map[string]string{"kubernaut-actions": "registry/actions:v1"}})
+		Images: map[string]string{"kubernaut-actions": "registry/actions:v1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if job.Name != "fix-2" || job.Namespace != "ops" {
 		t.Errorf("job %s/%s", job.Namespace, job.Name)
 	}
-	if *job.Spec.BackoffLimit != 0 || *job.Spec.ActiveDeadlineSeconds != 91 || *job.Spec.TTLSecondsAfterFinished != 3600 {
-		t.Errorf("backoffLimit %d, deadline %d, ttl %d", *job.Spec.BackoffLimit, *job.Spec.ActiveDeadlineSeconds, *job.Spec.TTLSecondsAfterFinished)
+	if *job.Spec.BackoffLimit != 0 || *job.Spec.ActiveDeadlineSeconds != 91 {
+		t.Errorf("backoffLimit %d, deadline %d", *job.Spec.BackoffLimit, *job.Spec.ActiveDeadlineSeconds)
+	}
+	if job.Spec.TTLSecondsAfterFinished != nil {
+		t.Errorf("the Job is created with a TTL (%d s): it could be deleted before its outcome is recorded", *job.Spec.TTLSecondsAfterFinished)
 	}
 	rule := job.Spec.PodFailurePolicy.Rules[0]
 	if rule.Action != batchv1.PodFailurePolicyActionIgnore || rule.OnPodConditions[0].Type != corev1.DisruptionTarget {

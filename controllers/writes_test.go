@@ -35,8 +35,8 @@ var _ = Describe("Writes per execution", func() {
 		ofExecution := func() []write { return writes.matching(func(w write) bool { return w.Namespace == ns }) }
 		// Nothing more comes: no write while the finished execution is reconciled again (its own
 		// writes' events, its Job's end, its pod's, the requeues).
-		Eventually(func() []write { return ofExecution() }).Should(HaveLen(13))
-		Consistently(func() []write { return ofExecution() }, "3s").Should(HaveLen(13))
+		Eventually(func() []write { return ofExecution() }).Should(HaveLen(14))
+		Consistently(func() []write { return ofExecution() }, "3s").Should(HaveLen(14))
 		got := ofExecution()
 		// For the record (other specs' executions may add to it when run together): how many
 		// passes the execution took.
@@ -55,10 +55,12 @@ var _ = Describe("Writes per execution", func() {
 			{"patch", "KubernetesExecution/status", ns, obj.Name},          // Completed, with the result
 		}))
 		// Then two controllers at once: the audit (no storage service here: the event goes to the
-		// log, and Audited to the status) and the revocation, in its own order.
+		// log, and Audited to the status) and the execution controller, which starts the ended
+		// Job's TTL now that its outcome is recorded and then revokes, in its own order.
 		end := got[9:]
 		Expect(end).To(ConsistOf(
 			write{"patch", "KubernetesExecution/status", ns, obj.Name},
+			write{"patch", "Job", ns, obj.Name + "-1"},
 			write{"delete", "Role", ns, grant},
 			write{"delete", "ServiceAccount", ns, sa},
 			write{"patch", "KubernetesExecution", ns, obj.Name},
@@ -70,6 +72,7 @@ var _ = Describe("Writes per execution", func() {
 			}
 		}
 		Expect(revocation).To(Equal([]write{
+			{"patch", "Job", ns, obj.Name + "-1"}, // its TTL, once the outcome is recorded
 			{"delete", "Role", ns, grant},
 			{"delete", "ServiceAccount", ns, sa},
 			{"patch", "KubernetesExecution", ns, obj.Name}, // the finalizer, once nothing is granted

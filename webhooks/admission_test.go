@@ -1,19 +1,35 @@
 package webhooks_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -163,12 +179,61 @@ var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func()
 		noJobs(ctx, ns)
 	})
 
-	It("rejects a change of the spec after creation", func(ctx SpecContext) {
+	// A spec change is refused by the API server itself, with the CRD's CEL rule (self == oldSelf
+	// on spec): the API server checks the object against the CRD's schema after the mutating
+	// webhooks and before the validating ones, so the validating webhook is never called. Its
+	// own check, behind the rule, is tested where it answers: see the next spec.
+	It("rejects a change of the spec after creation with the CRD's CEL rule, before the validating webhook", func(ctx SpecContext) {
 		out, err := apply(execution(ns, "fixed", "keywords", `{replicas: 1}`, ""))
 		Expect(err).NotTo(HaveOccurred(), out)
+		// Once the manager has nothing left to write, the patch meets no conflict, which would
+		// make the API server run admission again.
+		Eventually(func(g Gomega) {
+			obj := &v1alpha1.KubernetesExecution{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "fixed"}, obj)).To(Succeed())
+			g.Expect(obj.Status.Phase.IsTerminal()).To(BeTrue())
+			g.Expect(meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionAudited)).NotTo(BeNil())
+			g.Expect(obj.Finalizers).To(BeEmpty())
+		}).Should(Succeed())
+		before := webhookUpdates()
 		out, err = e2eutil.Kubectl(cluster.Kubeconfig, "", "-n", ns, "patch", "kexec", "fixed", "--type=merge", "-p", `{"spec":{"action":{"parameters":{"replicas":5}}}}`)
 		Expect(err).To(HaveOccurred(), out)
-		Expect(out).To(ContainSubstring("spec is immutable"))
+		// CEL's form ("Invalid value"); the webhook would answer "Forbidden".
+		Expect(out).To(ContainSubstring(`The KubernetesExecution "fixed" is invalid: spec: Invalid value: "object": spec is immutable; create a new KubernetesExecution instead`))
+		after := webhookUpdates()
+		Expect(after["mkubernetesexecution.kubernaut.io"]).To(Equal(before["mkubernetesexecution.kubernaut.io"]+1), "the request went through the mutating webhook")
+		Expect(after["vkubernetesexecution.kubernaut.io"]).To(Equal(before["vkubernetesexecution.kubernaut.io"]), "the validating webhook was not called")
+	})
+
+	// Behind the CEL rule (a CRD installed without it, a webhook configuration without its match
+	// conditions, a future version of the API server that validates in another order), the
+	// validating webhook refuses a spec change itself. AdmissionReviews go straight to the
+	// webhook server the manager runs, at the address and with the CA the API server uses.
+	It("refuses, at the validating webhook itself, an UPDATE that changes the spec, and admits one that does not", func(ctx SpecContext) {
+		out, err := apply(execution(ns, "direct", "keywords", `{replicas: 1}`, ""))
+		Expect(err).NotTo(HaveOccurred(), out)
+		stored := &v1alpha1.KubernetesExecution{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "direct"}, stored)).To(Succeed())
+		Expect(stored.Spec.Admission).NotTo(BeNil(), "the mutating webhook recorded the requester")
+
+		changed := stored.DeepCopy()
+		changed.Spec.Action.Parameters = &apiextensionsv1.JSON{Raw: []byte(`{"replicas":5}`)}
+		resp := reviewUpdate(ctx, stored, changed)
+		Expect(resp.Allowed).To(BeFalse(), "a spec change was admitted")
+		Expect(resp.Result).NotTo(BeNil())
+		Expect(resp.Result.Code).To(BeEquivalentTo(http.StatusUnprocessableEntity))
+		Expect(resp.Result.Reason).To(Equal(metav1.StatusReasonInvalid))
+		Expect(resp.Result.Details).NotTo(BeNil())
+		Expect(resp.Result.Details.Causes).To(Equal([]metav1.StatusCause{{
+			Type: metav1.CauseType(field.ErrorTypeForbidden), Field: "spec",
+			Message: "Forbidden: spec is immutable; create a new KubernetesExecution instead",
+		}}))
+
+		relabelled := stored.DeepCopy()
+		relabelled.Labels = map[string]string{"team": "sre"}
+		relabelled.Finalizers = append(relabelled.Finalizers, "example.com/hold")
+		resp = reviewUpdate(ctx, stored, relabelled)
+		Expect(resp.Allowed).To(BeTrue(), "an update that leaves the spec alone was refused: %+v", resp.Result)
 	})
 
 	// Every update of an execution that leaves its spec alone (the manager's finalizer patches,
@@ -262,6 +327,67 @@ var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func()
 			`spec.env[0].name: Forbidden: TARGET_NAME is set by the executor`),
 	)
 })
+
+// reviewUpdate sends an AdmissionReview of an UPDATE from old to obj, by the cluster's
+// administrator, straight to the KubernetesExecution validating webhook: at the address the
+// installed configuration names, over TLS verified with the CA bundle it gives the API server.
+func reviewUpdate(ctx context.Context, old, obj *v1alpha1.KubernetesExecution) *admissionv1.AdmissionResponse {
+	GinkgoHelper()
+	config := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Name: "validating-webhook-configuration"}, config)).To(Succeed())
+	var hook *admissionregistrationv1.ValidatingWebhook
+	for i := range config.Webhooks {
+		if config.Webhooks[i].Name == "vkubernetesexecution.kubernaut.io" {
+			hook = &config.Webhooks[i]
+		}
+	}
+	Expect(hook).NotTo(BeNil(), "no vkubernetesexecution.kubernaut.io webhook installed")
+	Expect(hook.ClientConfig.URL).NotTo(BeNil())
+	u, err := url.Parse(*hook.ClientConfig.URL)
+	Expect(err).NotTo(HaveOccurred())
+	u.Path = path.Clean(u.Path)
+	Expect(u.Host).To(Equal(net.JoinHostPort(cluster.Webhook.Host, strconv.Itoa(cluster.Webhook.Port))), "the webhook server the manager runs")
+	roots := x509.NewCertPool()
+	Expect(roots.AppendCertsFromPEM(hook.ClientConfig.CABundle)).To(BeTrue(), "the CA bundle holds a certificate")
+
+	raw := func(o *v1alpha1.KubernetesExecution) runtime.RawExtension {
+		o = o.DeepCopy()
+		o.APIVersion, o.Kind = v1alpha1.GroupVersion.String(), "KubernetesExecution"
+		b, err := json.Marshal(o)
+		Expect(err).NotTo(HaveOccurred())
+		return runtime.RawExtension{Raw: b}
+	}
+	gv := v1alpha1.GroupVersion
+	uid := types.UID(fmt.Sprintf("direct-%s-%d", obj.Name, time.Now().UnixNano()))
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       uid,
+			Kind:      metav1.GroupVersionKind{Group: gv.Group, Version: gv.Version, Kind: "KubernetesExecution"},
+			Resource:  metav1.GroupVersionResource{Group: gv.Group, Version: gv.Version, Resource: "kubernetesexecutions"},
+			Namespace: obj.Namespace, Name: obj.Name, Operation: admissionv1.Update,
+			UserInfo:  authenticationv1.UserInfo{Username: "local-admin", Groups: []string{"system:masters", "system:authenticated"}},
+			Object:    raw(obj), OldObject: raw(old),
+		},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Content-Type", "application/json")
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+	}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = resp.Body.Close() }()
+	Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	review := &admissionv1.AdmissionReview{}
+	Expect(json.NewDecoder(resp.Body).Decode(review)).To(Succeed())
+	Expect(review.Response).NotTo(BeNil())
+	Expect(review.Response.UID).To(Equal(uid), "the answer is to this request")
+	return review.Response
+}
 
 // webhookUpdates returns how many UPDATE requests the API server has sent to each webhook, by
 // webhook name, from its own metrics.

@@ -69,6 +69,10 @@ func FuzzTruncateUTF8(f *testing.F) {
 		case !strings.HasPrefix(valid, strings.TrimSuffix(got, TruncationMarker)):
 			t.Fatalf("%q is not a prefix of the input", got)
 		}
+		// Nothing is cut that fits: at most the bytes of one partial rune go unused.
+		if got != valid && len(got) <= maxBytes-utf8.UTFMax {
+			t.Fatalf("cut to %d bytes of %d allowed: %q", len(got), maxBytes, got)
+		}
 	})
 }
 

@@ -170,6 +170,7 @@ func main() {
 		os.Exit(2)
 	}
 
+	setMemoryLimit(log, "/sys/fs/cgroup")
 	ctx := ctrl.SetupSignalHandler()
 	if s.auditCfg.URL != "" {
 		sender, err := audit.NewSender(s.auditCfg)

@@ -1,6 +1,9 @@
 package paramschema
 
 import (
+	"encoding/json"
+	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/xeipuuv/gojsonschema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -90,21 +94,76 @@ func TestCacheCompilesOncePerGeneration(t *testing.T) {
 	}
 }
 
+// FuzzValidate validates arbitrary bytes as parameters, against the test schema and against the
+// schema a template without one gets. Every error is a field error at spec.action.parameters or
+// below it; the permissive schema accepts exactly the JSON objects (and no parameters at all);
+// and what the test schema accepts has what the schema requires.
 func FuzzValidate(f *testing.F) {
 	schema, err := Compile([]byte(testSchema))
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, seed := range []string{`{"replicas":3}`, `{"replicas":-1,"mode":"x"}`, `[]`, `null`, `{"list":[1,"a",{}]}`, `{"nested":{"depth":"deep"}}`, ``} {
+	permissive, err := Compile(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{`{"replicas":3}`, `{"replicas":-1,"mode":"x"}`, `[]`, `null`, `{"list":[1,"a",{}]}`, `{"nested":{"depth":"deep"}}`, ``,
+		`{"replicas":3.0,"mode":"safe"}`, `{"replicas":100,"a.b":1}`, `{"replicas":1e400}`, ` {"x":{"y":[{}]}} `, `"str"`, `{"replicas":2}{}`} {
 		f.Add([]byte(seed))
 	}
+	root := Path.String()
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		for _, e := range Validate(schema, raw) {
-			if !strings.HasPrefix(e.Field, "spec.action.parameters") {
-				t.Fatalf("error outside the parameters: %v", e)
+		var doc any
+		obj, isObject := map[string]any(nil), false
+		if len(raw) == 0 {
+			obj, isObject = map[string]any{}, true
+		} else if len(raw) <= MaxParametersBytes && json.Unmarshal(raw, &doc) == nil {
+			obj, isObject = doc.(map[string]any)
+		}
+		for _, s := range []*gojsonschema.Schema{schema, permissive} {
+			errs := Validate(s, raw)
+			for _, e := range errs {
+				if e == nil || (e.Field != root && !strings.HasPrefix(e.Field, root+".") && !strings.HasPrefix(e.Field, root+"[")) {
+					t.Fatalf("error outside the parameters: %v", e)
+				}
+				if e.Type == "" || e.Type == field.ErrorTypeInternal || !strings.HasPrefix(e.Error(), e.Field+": ") {
+					t.Fatalf("error %#v is not a field error on the parameters", e)
+				}
+			}
+			if !isObject && (len(errs) != 1 || errs[0].Field != root) {
+				t.Fatalf("parameters that are not a JSON object of at most %d bytes: %v, want one error at %s", MaxParametersBytes, errs, root)
+			}
+		}
+		if errs := Validate(permissive, raw); isObject && len(errs) > 0 {
+			t.Fatalf("a template without a schema refused the object %s: %v", raw, errs)
+		}
+		if errs := Validate(schema, raw); len(errs) == 0 {
+			if msg := violation(obj); !isObject || msg != "" {
+				t.Fatalf("the test schema accepted %s, which %s", raw, msg)
 			}
 		}
 	})
+}
+
+// violation says what of the test schema obj breaks that Validate must catch: a missing or
+// out-of-range integer replicas, a property the schema does not have, a mode outside its enum;
+// "" when it breaks none of those.
+func violation(obj map[string]any) string {
+	for k := range obj {
+		switch k {
+		case "replicas", "mode", "container", "nested", "list":
+		default:
+			return fmt.Sprintf("has the unknown property %q", k)
+		}
+	}
+	r, ok := obj["replicas"].(float64)
+	if !ok || r != math.Trunc(r) || r < 0 || r > 100 {
+		return fmt.Sprintf("has replicas %v", obj["replicas"])
+	}
+	if m, ok := obj["mode"]; ok && m != "fast" && m != "safe" {
+		return fmt.Sprintf("has mode %v", m)
+	}
+	return ""
 }
 
 func TestCheckRefs(t *testing.T) {

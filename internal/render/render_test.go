@@ -12,6 +12,7 @@ import (
 
 	"github.com/Masterminds/sprig/v3"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
@@ -393,9 +394,10 @@ func TestParameters(t *testing.T) {
 	}
 }
 
-// FuzzRender renders arbitrary template text with arbitrary parameters: errors are fine;
-// panics, calls outside the allowlist, output over the limit and renders much longer than the
-// time limit are not.
+// FuzzRender renders arbitrary template text with arbitrary parameters, in two args and an env
+// value: errors are fine if they are field errors at the refused items' paths and nothing is
+// rendered with them; panics, output over the limit, renders much longer than the time limit,
+// and the same text rendering differently (in another item, or the next time) are not.
 func FuzzRender(f *testing.F) {
 	for _, seed := range []struct{ text, params string }{
 		{"--replicas={{ .Parameters.replicas }}", `{"replicas":3}`},
@@ -413,23 +415,54 @@ func FuzzRender(f *testing.F) {
 	} {
 		f.Add(seed.text, seed.params)
 	}
+	// The items below, by the path at which Container reports an error in one of them.
+	items := map[string]bool{"spec.args[0]": true, "spec.args[1]": true, "spec.env[0].value": true}
 	f.Fuzz(func(t *testing.T, text, params string) {
 		p, err := Parameters([]byte(params), nil)
 		if err != nil {
 			return
 		}
-		start := time.Now()
-		got, errs := Container(nil, []string{text, text}, []v1alpha1.TemplatedEnvVar{{Name: "V", Value: text}},
-			&Data{Parameters: p, Target: Target{Namespace: "ns", Kind: "Pod", Name: "p"}})
-		if d := time.Since(start); d > 3*MaxRenderTime {
-			t.Fatalf("rendering took %s", d)
+		data := &Data{Parameters: p, Target: Target{Namespace: "ns", Kind: "Pod", Name: "p"}}
+		render := func() (Rendered, field.ErrorList) {
+			start := time.Now()
+			got, errs := Container(nil, []string{text, text}, []v1alpha1.TemplatedEnvVar{{Name: "V", Value: text}}, data)
+			if d := time.Since(start); d > 3*MaxRenderTime {
+				t.Fatalf("rendering took %s", d)
+			}
+			return got, errs
 		}
+		got, errs := render()
 		if len(errs) > 0 {
+			// A refused template renders nothing, and says why at the path of each item it
+			// refused, once per item, with the item's text as the bad value.
+			if !reflect.DeepEqual(got, Rendered{}) {
+				t.Fatalf("rendered %+v along with errors %v", got, errs)
+			}
+			seen := map[string]bool{}
+			for _, e := range errs {
+				if e == nil || !items[e.Field] || seen[e.Field] {
+					t.Fatalf("error %v is not at the path of one item, once: %v", e, errs)
+				}
+				seen[e.Field] = true
+				if e.Type != field.ErrorTypeInvalid || e.BadValue != any(text) || e.Detail == "" || !strings.HasPrefix(e.Error(), e.Field+": ") {
+					t.Fatalf("error %#v is not an Invalid error on the item's text with a reason", e)
+				}
+			}
 			return
 		}
-		size := len(got.Args[0]) + len(got.Args[1]) + len(got.Env[0].Value)
-		if size > MaxOutputBytes {
+		if got.Command != nil || len(got.Args) != 2 || len(got.Env) != 1 || got.Env[0].Name != "V" {
+			t.Fatalf("rendered %+v, want two args and the env variable V", got)
+		}
+		// Rendering is hermetic (no clock, no randomness, no environment): the same text renders
+		// the same in every item, and again.
+		if got.Args[0] != got.Args[1] || got.Args[0] != got.Env[0].Value {
+			t.Fatalf("the same template rendered differently: %q, %q, %q", got.Args[0], got.Args[1], got.Env[0].Value)
+		}
+		if size := len(got.Args[0]) + len(got.Args[1]) + len(got.Env[0].Value); size > MaxOutputBytes {
 			t.Fatalf("rendered %d bytes", size)
+		}
+		if again, errs := render(); len(errs) == 0 && !reflect.DeepEqual(again, got) {
+			t.Fatalf("rendered %+v, then %+v", got, again)
 		}
 		if _, err := json.Marshal(got); err != nil {
 			t.Fatal(err)

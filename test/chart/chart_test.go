@@ -4,6 +4,9 @@ package chart
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log"
@@ -353,10 +356,7 @@ func TestDefaultValues(t *testing.T) {
 	if len(objs["PodDisruptionBudget"]) != 0 {
 		t.Error("a PodDisruptionBudget for one replica")
 	}
-	secret := objs["Secret"]
-	if len(secret) != 1 || secret[0].Object["data"].(map[string]any)["tls.crt"] == "" {
-		t.Fatal("no generated webhook certificate")
-	}
+	checkGeneratedCertificate(t, objs)
 	hooks := objs["ValidatingWebhookConfiguration"][0].Object["webhooks"].([]any)
 	var resources []string
 	for _, h := range hooks {
@@ -387,6 +387,61 @@ func TestDefaultValues(t *testing.T) {
 			for _, v := range append(append(r.Verbs, r.Resources...), r.APIGroups...) {
 				if v == "*" || v == "escalate" || v == "bind" || v == "impersonate" {
 					t.Errorf("ClusterRole %s grants %q", u.GetName(), v)
+				}
+			}
+		}
+	}
+}
+
+// checkGeneratedCertificate checks the webhook certificate the chart generates when cert-manager
+// is off: one kubernetes.io/tls Secret, the one the manager mounts, with exactly tls.crt, tls.key
+// and ca.crt; the key is the certificate's; the certificate is signed by ca.crt for the webhook
+// Service's DNS names; the manager mounts it; and every webhook (validating and mutating) trusts ca.crt
+// and nothing else.
+func checkGeneratedCertificate(t *testing.T, objs map[string][]*unstructured.Unstructured) {
+	t.Helper()
+	const service = "kx-kubernaut-executor-webhook"
+	secret := convert[corev1.Secret](t, find(t, objs, "Secret", "kx-kubernaut-executor-webhook-tls"))
+	if len(objs["Secret"]) != 1 || secret.Namespace != "kubernaut-system" || secret.Type != corev1.SecretTypeTLS {
+		t.Fatalf("%d Secrets; the webhook's is %s/%s of type %q", len(objs["Secret"]), secret.Namespace, secret.Name, secret.Type)
+	}
+	keys := make([]string, 0, len(secret.Data))
+	for k := range secret.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if strings.Join(keys, ",") != "ca.crt,tls.crt,tls.key" {
+		t.Fatalf("the webhook Secret holds %v, want ca.crt, tls.crt and tls.key", keys)
+	}
+	pair, err := tls.X509KeyPair(secret.Data["tls.crt"], secret.Data["tls.key"])
+	if err != nil {
+		t.Fatalf("tls.key is not the key of tls.crt: %v", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(secret.Data["ca.crt"]) {
+		t.Fatal("ca.crt holds no PEM certificate")
+	}
+	for _, name := range []string{service + ".kubernaut-system.svc", service + ".kubernaut-system.svc.cluster.local"} {
+		if _, err := pair.Leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("tls.crt is not a serving certificate for %s signed by ca.crt: %v", name, err)
+		}
+	}
+	// The Deployment mounts that Secret where the manager reads its certificate.
+	d := convert[appsv1.Deployment](t, objs["Deployment"][0])
+	mounted := false
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		mounted = mounted || (v.Name == "webhook-certs" && v.Secret != nil && v.Secret.SecretName == secret.Name)
+	}
+	if !mounted {
+		t.Errorf("the manager does not mount %s", secret.Name)
+	}
+	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
+		for _, cfg := range objs[kind] {
+			for _, h := range cfg.Object["webhooks"].([]any) {
+				w := h.(map[string]any)
+				bundle, _ := w["clientConfig"].(map[string]any)["caBundle"].(string)
+				if pem, err := base64.StdEncoding.DecodeString(bundle); err != nil || !bytes.Equal(pem, secret.Data["ca.crt"]) {
+					t.Errorf("%s webhook %v: caBundle is not the Secret's ca.crt (%v)", kind, w["name"], err)
 				}
 			}
 		}

@@ -1,6 +1,7 @@
 // Package e2e runs every predefined action through the whole path on the local control plane:
 // kubectl apply, the webhook, the Job, the node agent running the action image under its
-// just-in-time grant, and the real effect on the target.
+// just-in-time grant, and the real effect on the target; and reads the manager's metrics endpoint
+// as Prometheus does.
 package e2e
 
 import (
@@ -24,6 +25,8 @@ var (
 	cluster   *localcluster.Cluster
 	k8s       client.Client
 	installed *e2eutil.Installed
+	// metrics is the manager's metrics endpoint, read over HTTP as Prometheus reads it.
+	metrics = &e2eutil.MetricsEndpoint{}
 )
 
 // predefined are the shipped templates, by name: one per file in templates/.
@@ -42,9 +45,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	var err error
 	installed, err = e2eutil.StartInstalled(ctx, "actions", controllers.ExecutorOptions{
 		Backoff: controllers.Backoff{Base: time.Second, Max: 5 * time.Second}, JobTTL: time.Hour,
-	})
+	}, metrics.Option())
 	Expect(err).NotTo(HaveOccurred())
 	cluster, k8s = installed.Cluster, installed.Client
+	Eventually(func() error { _, err := metrics.Scrape(ctx); return err }).Should(Succeed(), "the manager serves its metrics")
 
 	// The manager installs every shipped template from its ConfigMap (config/predefined, as the
 	// chart does); each passes the admission checks and becomes Ready.

@@ -5,6 +5,8 @@ package helm
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,12 +156,13 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		secret := &corev1.Secret{}
 		secretKey := client.ObjectKey{Namespace: namespace, Name: release + "-webhook-tls"}
 		Expect(k8s.Get(ctx, secretKey, secret)).To(Succeed())
-		ca := string(secret.Data["ca.crt"])
+		expectServingCertificate(secret)
+		installedTLS := secret.Data
 
 		out, err := helm(chartArgs("upgrade", "--reuse-values", "--set", "actions.cordon-node=false")...)
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(k8s.Get(ctx, secretKey, secret)).To(Succeed())
-		Expect(string(secret.Data["ca.crt"])).To(Equal(ca), "an upgrade keeps the generated webhook certificate")
+		Expect(secret.Data).To(Equal(installedTLS), "an upgrade keeps the generated webhook certificate, its key and its CA")
 		Eventually(gone(ctx, fragment)).Should(BeTrue())
 		Eventually(gone(ctx, cm)).Should(BeTrue())
 		Eventually(gone(ctx, tpl)).Should(BeTrue())
@@ -221,3 +224,18 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		}
 	})
 })
+
+// expectServingCertificate checks the webhook Secret the chart generated: tls.key is the key of
+// tls.crt, and tls.crt is a serving certificate for the webhook Service signed by ca.crt.
+func expectServingCertificate(secret *corev1.Secret) {
+	GinkgoHelper()
+	Expect(secret.Data).To(HaveLen(3))
+	pair, err := tls.X509KeyPair(secret.Data["tls.crt"], secret.Data["tls.key"])
+	Expect(err).NotTo(HaveOccurred(), "tls.key is the key of tls.crt")
+	roots := x509.NewCertPool()
+	Expect(roots.AppendCertsFromPEM(secret.Data["ca.crt"])).To(BeTrue(), "ca.crt holds a certificate")
+	_, err = pair.Leaf.Verify(x509.VerifyOptions{
+		DNSName: release + "-webhook." + namespace + ".svc", Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	Expect(err).NotTo(HaveOccurred(), "tls.crt serves the webhook Service and is signed by ca.crt")
+}

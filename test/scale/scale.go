@@ -146,11 +146,11 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	defer func() {
-		if stopErr := mgr.stop(); stopErr != nil {
+		if stopErr := mgr.Stop(); stopErr != nil {
 			cfg.logf("stopping the manager: %v", stopErr)
 		}
 	}()
-	cfg.logf("manager running (pid %d, log %s)", mgr.pid(), mgr.logPath)
+	cfg.logf("manager running (pid %d, log %s)", mgr.Pid(), mgr.LogPath)
 
 	wideSchemaJSON, wideParams := wideSchema(10 * 1024)
 	for _, t := range []string{

@@ -1,9 +1,11 @@
 package result
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -121,8 +123,9 @@ func TestWithData(t *testing.T) {
 
 // FuzzEncode checks that whatever an action reports, the executor reads it back: the encoded
 // result fits the termination message and v1alpha1.ParseActionResult, the executor's parser,
-// returns it, with the output and error whole, cut and marked, or dropped, and the resource
-// usage (when both figures are non-negative) whole.
+// returns it, with the output and error whole, cut and marked, or dropped, the data whole or
+// dropped, the resource usage (when both figures are non-negative) whole, and a result that
+// fits unchanged.
 func FuzzEncode(f *testing.F) {
 	f.Add("output", "error", strings.Repeat("z", 5000), int64(-1), int64(0))
 	f.Add("\xff\xfe", "", "", int64(0), int64(0))
@@ -160,7 +163,30 @@ func FuzzEncode(f *testing.F) {
 		if !sameUsage(got.ResourceUsage, in.ResourceUsage) {
 			t.Fatalf("resource usage %+v, want %+v", got.ResourceUsage, in.ResourceUsage)
 		}
+		// The data is kept whole or dropped, never cut (null is none).
+		wantData := raw
+		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			wantData = nil
+		}
+		if got.Data != nil && !sameJSON(got.Data, wantData) {
+			t.Fatalf("data %s, want %s or none", got.Data, raw)
+		}
+		// A result that fits is written as it is: nothing cut, nothing dropped.
+		if whole, err := json.Marshal(in); err == nil && len(whole) <= v1alpha1.MaxResultBytes && utf8.ValidString(output) && utf8.ValidString(errText) {
+			if got.Output != output || got.Error != errText || !sameJSON(got.Data, wantData) {
+				t.Fatalf("a result of %d bytes was changed: %+v", len(whole), got)
+			}
+		}
 	})
+}
+
+// sameJSON reports whether a and b hold the same JSON value.
+func sameJSON(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return bytes.Equal(bytes.TrimSpace(a), bytes.TrimSpace(b))
+	}
+	return reflect.DeepEqual(x, y)
 }
 
 // wholeCutOrDropped reports whether got is want, want cut and marked, or empty.

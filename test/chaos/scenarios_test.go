@@ -1,0 +1,242 @@
+package chaos_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/test/auditreceiver"
+	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
+)
+
+// The scenarios are numbered as in issue 13. Each is one spec with a manager of its own; they
+// share the control plane and the storage service, and run in any order. Scenarios 2 (two
+// replicas and leader election), 6 (pods evicted) and 8 (targets and namespaces deleted) are
+// not implemented yet (docs/reliability.md).
+var _ = Describe("Faults", func() {
+	It("1: the manager SIGKILLed at random moments, and restarted each time", func(ctx SpecContext) {
+		n, kills := pick(60, 300), pick(5, 20)
+		// The manager runs for 1 to maxUp seconds between kills and is down for up to 2 seconds
+		// (plus its start); the executions are created at 3 a second meanwhile, so that kills
+		// land in every step of an execution: admission, first reconcile, grant, Job creation,
+		// status write, retry backoff, timeout, audit delivery, revocation.
+		maxUp := pick(6*time.Second, 8*time.Second)
+		r := newRun(ctx, 1, "manager SIGKILLed at random moments", fmt.Sprintf("%d executions, %d kills (up 1-%s, down 0-2s each time)", n, kills, maxUp))
+		items := workload("k", r.namespaces, n, r.rng)
+		c := &creator{}
+		createCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		wait := c.atRate(createCtx, items, 3)
+		for i := 1; i <= kills; i++ {
+			sleep(ctx, uniform(r.rng, time.Second, maxUp))
+			r.kill(ctx, fmt.Sprintf("kill %d of %d", i, kills))
+			sleep(ctx, uniform(r.rng, 0, 2*time.Second))
+			r.startManager(ctx)
+		}
+		r.faultEnd = time.Now()
+		r.event(ctx, "last restart done")
+		wait()
+		r.admit(c)
+		r.row.Notes["creates_refused_while_down"] = c.refused.Load()
+		r.waitDone(ctx, pick(3*time.Minute, 10*time.Minute))
+		r.finish(ctx)
+	}, SpecTimeout(pick(8*time.Minute, 30*time.Minute)))
+
+	It("3: kube-apiserver restarted mid-run, then etcd restarted with its data kept", func(ctx SpecContext) {
+		n := pick(40, 300)
+		down := pick(3*time.Second, 10*time.Second)
+		r := newRun(ctx, 3, "kube-apiserver and etcd restarted", fmt.Sprintf("%d executions; the API server down %s, then etcd down %s", n, down, down))
+		items := workload("a", r.namespaces, n, r.rng)
+		c := &creator{}
+		createCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		wait := c.atRate(createCtx, items, 3)
+		sleep(ctx, uniform(r.rng, 5*time.Second, pick(8*time.Second, 30*time.Second)))
+		r.event(ctx, "stopping kube-apiserver")
+		start := time.Now()
+		Expect(restartControlPlane(ctx, "kube-apiserver", down, filepath.Join(r.dir, "kube-apiserver.log"))).To(Succeed())
+		r.event(ctx, "kube-apiserver ready again after %.1fs", time.Since(start).Seconds())
+		sleep(ctx, uniform(r.rng, 5*time.Second, pick(8*time.Second, 30*time.Second)))
+		r.event(ctx, "stopping etcd")
+		start = time.Now()
+		Expect(restartControlPlane(ctx, "etcd", down, filepath.Join(r.dir, "etcd.log"))).To(Succeed())
+		r.faultEnd = time.Now()
+		r.event(ctx, "etcd and the API server ready again after %.1fs", time.Since(start).Seconds())
+		wait()
+		r.admit(c)
+		r.row.Notes["creates_refused_while_down"] = c.refused.Load()
+		r.waitDone(ctx, pick(3*time.Minute, 10*time.Minute))
+		r.finish(ctx)
+	}, SpecTimeout(pick(8*time.Minute, 30*time.Minute)))
+
+	It("4: the storage service down while executions finish, then back", func(ctx SpecContext) {
+		n, outage := pick(40, 300), pick(time.Minute, 10*time.Minute)
+		r := newRun(ctx, 4, "storage service down (503)", fmt.Sprintf("%d executions, the storage service answering 503 for %s", n, outage))
+		before := s.receiver.State().Counters
+		Expect(s.receiver.SetFault(auditreceiver.Fault{Mode: auditreceiver.ModeFail, Status: 503})).To(Succeed())
+		DeferCleanup(func() { Expect(s.receiver.SetFault(auditreceiver.Fault{})).To(Succeed()) })
+		outageEnd := time.Now().Add(outage)
+		r.event(ctx, "the storage service answers 503")
+		c := &creator{}
+		c.all(ctx, workload("s", r.namespaces, n, r.rng), 4)
+		r.admit(c)
+
+		// Every execution ends while the service is down, each keeping its event (and its audit
+		// finalizer) until the service is back.
+		for time.Now().Before(outageEnd) && ctx.Err() == nil {
+			execs, err := executions(ctx, r.namespaces)
+			Expect(err).NotTo(HaveOccurred())
+			ended := 0
+			for _, e := range execs {
+				if e.Status.Phase.IsTerminal() {
+					ended++
+				}
+			}
+			if ended == len(r.admitted) {
+				break
+			}
+			sleep(ctx, time.Second)
+		}
+		r.event(ctx, "every execution has ended, or the outage is over")
+		execs, err := executions(ctx, r.namespaces)
+		Expect(err).NotTo(HaveOccurred())
+		ended := 0
+		for key, e := range execs {
+			if !e.Status.Phase.IsTerminal() {
+				continue
+			}
+			ended++
+			if !contains(e.Finalizers, v1alpha1.AuditFinalizer) {
+				r.problem("%s: ended during the outage and let go of its audit finalizer before its event was stored", key)
+			}
+		}
+		r.row.Notes["ended_during_outage"] = ended
+		stored, err := storedEvents(r.nsSet)
+		Expect(err).NotTo(HaveOccurred())
+		for key := range stored {
+			r.problem("%s: an event was stored while the storage service answered 503", key)
+		}
+		sleep(ctx, time.Until(outageEnd))
+		refused := s.receiver.State().Counters.Failed - before.Failed
+		r.row.Notes["deliveries_refused_503"] = refused
+		Expect(refused).To(BeNumerically(">", 0), "the storage service refused nothing: no fault was injected")
+		Expect(s.receiver.SetFault(auditreceiver.Fault{})).To(Succeed())
+		r.faultEnd = time.Now()
+		r.event(ctx, "the storage service answers again (%d deliveries refused with 503)", refused)
+		// Deliveries back off up to 5 minutes (internal/audit), so recovery takes up to that.
+		r.waitDone(ctx, pick(3*time.Minute, 8*time.Minute))
+		r.finish(ctx)
+	}, SpecTimeout(pick(8*time.Minute, 30*time.Minute)))
+
+	It("5: the webhook unreachable: creates fail closed, and admission works again when it returns", func(ctx SpecContext) {
+		n, outage, tries := pick(20, 100), pick(15*time.Second, time.Minute), pick(5, 20)
+		r := newRun(ctx, 5, "webhook unreachable (manager stopped)", fmt.Sprintf("%d executions, half created before the manager stops; %d creates tried during %s without it", n, tries, outage))
+		items := workload("w", r.namespaces, n, r.rng)
+		first, later := items[:n/2], items[n/2:]
+		c := &creator{}
+		c.all(ctx, first, 4)
+		r.waitJobs(ctx, 1) // attempts are in flight when the webhook goes
+		r.stop(ctx, "the webhook goes")
+
+		outageStart := time.Now()
+		outageEnd := outageStart.Add(outage)
+		refused := 0
+		for i := range tries {
+			p := later[i%len(later)]
+			err := s.k8s.Create(ctx, p.object())
+			switch {
+			case err == nil:
+				r.problem("%s was admitted while the webhook was unreachable", p.key())
+			case !strings.Contains(err.Error(), "failed calling webhook"):
+				r.problem("%s was refused with an unclear error: %v", p.key(), err)
+			default:
+				refused++
+				if i == 0 {
+					r.row.Notes["refusal"] = err.Error()
+				}
+			}
+			sleep(ctx, outage/time.Duration(tries+1))
+		}
+		// What a user sees.
+		out, err := e2eutil.Kubectl(s.cluster.Kubeconfig, e2eutil.ExecutionManifest(later[0].ns, later[0].name, templateName,
+			"{outcome: ok}", later[0].ns, "ConfigMap", targetName), "create", "-f", "-")
+		if err == nil {
+			r.problem("kubectl create was admitted while the webhook was unreachable: %s", out)
+		}
+		r.row.Notes["kubectl"] = strings.TrimSpace(out)
+		r.row.Notes["creates_refused"] = refused
+		// None admitted: none stored, and the API server completed no create of one.
+		for _, p := range later {
+			err := s.k8s.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: p.name}, &v1alpha1.KubernetesExecution{})
+			if !apierrors.IsNotFound(err) {
+				r.problem("%s exists after a create refused while the webhook was unreachable (%v)", p.key(), err)
+			}
+		}
+		reqs, err := apiRequests(r.nsSet)
+		Expect(err).NotTo(HaveOccurred())
+		for _, q := range reqs {
+			if q.verb == "create" && q.resource == "kubernetesexecutions" && q.code == 201 && q.at.After(outageStart) {
+				r.problem("the API server admitted %s/%s while the webhook was unreachable", q.namespace, q.name)
+			}
+		}
+		sleep(ctx, time.Until(outageEnd))
+
+		restart := time.Now()
+		r.startManager(ctx)
+		r.faultEnd = time.Now()
+		r.event(ctx, "the manager serves again")
+		c.create(ctx, later[0])
+		r.row.Notes["admission_back_seconds"] = time.Since(restart).Seconds()
+		r.event(ctx, "admission works again")
+		c.all(ctx, later[1:], 4)
+		r.admit(c)
+		r.waitDone(ctx, pick(3*time.Minute, 10*time.Minute))
+		r.finish(ctx)
+	}, SpecTimeout(pick(6*time.Minute, 20*time.Minute)))
+
+	It("7: the manager down longer than the Job TTL: no finished attempt's outcome lost", func(ctx SpecContext) {
+		ttl := 10 * time.Second
+		n := pick(20, 100)
+		r := newRun(ctx, 7, "manager down 3x the Job TTL", fmt.Sprintf("%d executions, --job-ttl=%s, the manager stopped for %s while attempts run", n, ttl, 3*ttl),
+			fmt.Sprintf("--job-ttl=%s", ttl))
+		c := &creator{}
+		c.all(ctx, workload("t", r.namespaces, n, r.rng), 4)
+		r.admit(c)
+		r.waitJobs(ctx, n/3)
+		r.stop(ctx, "stop for 3x the Job TTL")
+		down := time.Now()
+		sleep(ctx, 3*ttl)
+		// What the Job TTL did meanwhile: the Jobs deleted while no manager ran.
+		reqs, err := apiRequests(r.nsSet)
+		Expect(err).NotTo(HaveOccurred())
+		deleted := 0
+		for _, q := range reqs {
+			if q.verb == "delete" && q.resource == "jobs" && q.code >= 200 && q.code < 300 && q.at.After(down) {
+				deleted++
+			}
+		}
+		r.row.Notes["jobs_deleted_while_down"] = deleted
+		r.startManager(ctx)
+		r.faultEnd = time.Now()
+		r.event(ctx, "the manager serves again (%d Jobs were deleted while it was down)", deleted)
+		r.waitDone(ctx, pick(3*time.Minute, 10*time.Minute))
+		r.finish(ctx)
+	}, SpecTimeout(pick(6*time.Minute, 20*time.Minute)))
+})
+
+// admit records the executions the creator got admitted; one never admitted is a problem.
+func (r *run) admit(c *creator) {
+	admitted, errs := c.result()
+	r.admitted = admitted
+	for _, err := range errs {
+		r.problem("%v", err)
+	}
+}
