@@ -5,6 +5,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -15,7 +16,7 @@ import (
 )
 
 // CacheOptions limits the manager's cache of Jobs, pods, ServiceAccounts and RBAC objects to the
-// ones the executor created, so its memory does not grow with the cluster's other workloads,
+// ones the executor created (and of pods to those that have not finished), so its memory does not grow with the cluster's other workloads,
 // and its cache of ConfigMaps to the predefined actions' ConfigMaps in namespace, the manager's
 // own: no ConfigMap anywhere else is ever read. namespace must not be empty (Setup refuses an
 // empty Config.Namespace): for the cache, empty means every namespace.
@@ -40,7 +41,7 @@ func CacheOptions(namespace string) cache.Options {
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&batchv1.Job{}:               {Label: managed, Transform: transform(TrimJob)},
-			&corev1.Pod{}:                {Label: managed, Transform: transform(TrimPod)},
+			&corev1.Pod{}:                {Label: managed, Field: unfinishedPods, Transform: transform(TrimPod)},
 			&corev1.ServiceAccount{}:     {Label: managed},
 			&rbacv1.Role{}:               {Label: managed},
 			&rbacv1.RoleBinding{}:        {Label: managed},
@@ -53,6 +54,16 @@ func CacheOptions(namespace string) cache.Options {
 		},
 	}
 }
+
+// unfinishedPods selects the pods that still run or wait to: the cache holds an action's pod only
+// until it ends (the API server's watch reports it as deleted then), since the executor reads a
+// running pod (an image it cannot pull) but a finished one only once, when its Job has finished,
+// and then from the API server. A finished pod is kept on the cluster for --job-ttl with its
+// Job; without this selector the manager would hold every one of them in memory as long.
+var unfinishedPods = fields.AndSelectors(
+	fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
+	fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
+)
 
 // transform applies trim to the objects of its type that enter the cache, and leaves anything
 // else (an informer's tombstone) as it is.

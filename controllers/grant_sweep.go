@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -94,19 +95,38 @@ func (s *GrantSweeper) Sweep(ctx context.Context) (int, error) {
 	return deleted, nil
 }
 
-// executionExists looks for an execution with uid in namespace, in the cache and then on the
-// API server.
+// executionExists looks for an execution with uid in namespace: in the cache, through its index
+// of executions by UID and without a copy (one sweep may ask about thousands of grants), and,
+// when the cache does not show it, on the API server, whose list of the namespace's executions
+// is read as metadata only.
 func (s *GrantSweeper) executionExists(ctx context.Context, namespace string, uid types.UID) (bool, error) {
-	for _, reader := range []client.Reader{s.Client, s.APIReader} {
-		list := &v1alpha1.KubernetesExecutionList{}
-		if err := reader.List(ctx, list, client.InNamespace(namespace)); err != nil {
-			return false, err
-		}
-		for _, e := range list.Items {
-			if e.UID == uid {
-				return true, nil
-			}
+	cached := &v1alpha1.KubernetesExecutionList{}
+	if err := s.List(ctx, cached, client.InNamespace(namespace), client.MatchingFields{executionUIDIndex: string(uid)}, client.UnsafeDisableDeepCopy); err != nil {
+		return false, err
+	}
+	if len(cached.Items) > 0 {
+		return true, nil
+	}
+	live := &metav1.PartialObjectMetadataList{}
+	live.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("KubernetesExecutionList"))
+	if err := s.APIReader.List(ctx, live, client.InNamespace(namespace)); err != nil {
+		return false, err
+	}
+	for _, e := range live.Items {
+		if e.UID == uid {
+			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// executionUIDIndex indexes the cached executions by UID, which is what a grant records of its
+// execution.
+const executionUIDIndex = "metadata.uid"
+
+// indexExecutionUIDs adds executionUIDIndex to the manager's cache.
+func indexExecutionUIDs(ctx context.Context, mgr ctrl.Manager) error {
+	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.KubernetesExecution{}, executionUIDIndex, func(o client.Object) []string {
+		return []string{string(o.GetUID())}
+	})
 }

@@ -867,8 +867,9 @@ func (c *jobCreations) open() bool {
 	return !c.closed
 }
 
-// handPass is one reconcile the spec drives by hand, with a client of its own that goes straight
-// to the API server (no cache) and records what the pass writes. With stale set, the pass reads
+// handPass is one reconcile the spec drives by hand, as the manager's own identity (only the
+// manager may write an execution's status), with a client of its own that goes straight to the
+// API server (no cache) and records what the pass writes. With stale set, the pass reads
 // that copy of the execution instead of the stored one; with hideJob, its reads do not show the
 // attempt's Job (as a cache that has not seen it yet, and a read from the API server made just
 // before another pass created it).
@@ -915,7 +916,7 @@ func (p *handPass) record(verb string, obj client.Object, err error) {
 // reconciler returns a reconciler set up as the manager's, on the pass's clients.
 func (p *handPass) reconciler() *controllers.KubernetesExecutionReconciler {
 	GinkgoHelper()
-	base, err := client.NewWithWatch(cluster.Config, client.Options{Scheme: scheme})
+	base, err := client.NewWithWatch(managerConfig, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	c := interceptor.NewClient(base, interceptor.Funcs{
 		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {

@@ -80,8 +80,9 @@ func (r *KubernetesExecutionReconciler) observeTemplate(ctx context.Context, obj
 
 // observeAttempt reads the Job of the attempt in flight and the pods it controls: while it runs,
 // whether an image cannot be pulled; once it finished, the action container's terminated state
-// (from the cache, and from the API server when the cache does not show it yet). A Job of that
-// name that this execution does not control is not its Job: the attempt's Job is gone.
+// (from the API server, read once per attempt: the cache holds only pods that have not ended).
+// A Job of that name that this execution does not control is not its Job: the attempt's Job is
+// gone.
 func (r *KubernetesExecutionReconciler) observeAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, a *v1alpha1.Attempt) (*attemptFacts, error) {
 	job, err := r.getJob(ctx, obj.Namespace, a.JobName)
 	if err != nil {
@@ -93,10 +94,8 @@ func (r *KubernetesExecutionReconciler) observeAttempt(ctx context.Context, obj 
 	f := &attemptFacts{StartTime: job.Status.StartTime, CompletionTime: job.Status.CompletionTime}
 	if c := jobFinishedCondition(job); c != nil {
 		f.Finished = c.DeepCopy()
-		f.Terminated, err = r.terminatedState(ctx, r.Client, job)
-		if err == nil && f.Terminated == nil {
-			f.Terminated, err = r.terminatedState(ctx, r.APIReader, job)
-		}
+		// From the API server: the cache holds a pod only until it ends (CacheOptions).
+		f.Terminated, err = r.terminatedState(ctx, r.APIReader, job)
 		return f, err
 	}
 	pods, err := r.jobPods(ctx, r.Client, job)

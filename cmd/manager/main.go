@@ -56,7 +56,7 @@ func bindFlags(fs *flag.FlagSet) *settings {
 	fs.DurationVar(&s.executor.Backoff.Base, "retry-backoff", s.executor.Backoff.Base, "Delay before the first retry of a failed attempt; doubles with each retry.")
 	fs.DurationVar(&s.executor.Backoff.Max, "retry-backoff-max", s.executor.Backoff.Max, "Longest delay between attempts, before jitter.")
 	fs.Float64Var(&s.executor.Backoff.Jitter, "retry-jitter", s.executor.Backoff.Jitter, "Largest random fraction added to a retry delay.")
-	fs.DurationVar(&s.executor.JobTTL, "job-ttl", 24*time.Hour, "How long a finished Job and its pod are kept.")
+	fs.DurationVar(&s.executor.JobTTL, "job-ttl", 24*time.Hour, "How long a finished Job and its pod are kept once the attempt's outcome is recorded.")
 	fs.DurationVar(&s.sweepInterval, "grant-sweep-interval", controllers.DefaultSweepInterval, "How often ServiceAccounts and RBAC grants whose execution no longer exists are removed (also at start).")
 	fs.StringVar(&s.images, "action-images", "kubernaut-actions=ghcr.io/kubernaut/kubernaut-actions:"+version,
 		"Comma-separated name=reference pairs: templates whose image is <name> run <reference>.")

@@ -39,7 +39,7 @@ func setMemoryLimit(log logr.Logger, cgroupRoot string) {
 // reports false when there is none (v2 "max", or v1's page-rounded largest value).
 func cgroupMemoryLimit(root string) (int64, bool) {
 	for _, file := range []string{"memory.max", filepath.Join("memory", "memory.limit_in_bytes")} {
-		b, err := os.ReadFile(filepath.Join(root, file))
+		b, err := os.ReadFile(filepath.Join(root, file)) //nolint:gosec // G304: the cgroup file system's own files, not input.
 		if err != nil {
 			continue
 		}
