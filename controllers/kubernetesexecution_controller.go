@@ -218,7 +218,7 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 	if job, err := r.getJob(ctx, obj.Namespace, JobName(obj.Name, number)); err != nil {
 		return err
 	} else if job != nil && metav1.IsControlledBy(job, obj) {
-		startedAttempt(obj, number, job.Name, now)
+		startedAttempt(obj, tpl, number, job.Name, now)
 		return nil
 	}
 	grant, errs := grants.Compute(r.RESTMapper(), tpl, obj.Spec.Action.Target, obj.Namespace)
@@ -274,7 +274,7 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 		}
 		log.FromContext(ctx).Info("adopted the Job of an attempt recorded before a restart", "job", job.Name, "attempt", number)
 	}
-	startedAttempt(obj, number, job.Name, now)
+	startedAttempt(obj, tpl, number, job.Name, now)
 	return nil
 }
 

@@ -588,7 +588,7 @@ var _ = Describe("KubernetesExecution", func() {
 
 		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))
 		got := get(ctx, obj)(Default)
-		Expect(validation.MaxRetries(got)).To(BeEquivalentTo(v1alpha1.DefaultMaxRetries), "retries were left")
+		Expect(validation.MaxRetries(got, tpl)).To(BeEquivalentTo(v1alpha1.DefaultMaxRetries), "retries were left")
 		Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonNonRetryable))
 		Expect(readyCondition(got).Message).To(HavePrefix(`attempt 1 failed and action "not-idempotent" is not idempotent: `))
 		Expect(got.Status.NextRetryTime).To(BeNil())
@@ -612,6 +612,10 @@ var _ = Describe("KubernetesExecution", func() {
 		atCap := newExecution(ns, "at-cap", `{}`)
 		atCap.Spec.Action.Type, atCap.Spec.MaxRetries = tpl.Name, ptr.To[int32](1)
 		Expect(k8s.Create(ctx, atCap)).To(Succeed())
+		// One that does not say gets the default within the cap: 1 retry, not 3 refused.
+		unset := newExecution(ns, "unset", `{"fail":true}`)
+		unset.Spec.Action.Type = tpl.Name
+		Expect(k8s.Create(ctx, unset)).To(Succeed())
 
 		Eventually(phaseOf(ctx, over)).Should(Equal(v1alpha1.PhaseFailed))
 		got := get(ctx, over)(Default)
@@ -619,7 +623,12 @@ var _ = Describe("KubernetesExecution", func() {
 		Expect(readyCondition(got).Message).To(Equal(`spec.maxRetries: Invalid value: 2: must be at most 1, the retry cap of action "capped-retries"`))
 		Expect(got.Status.Attempts).To(BeEmpty())
 		Eventually(phaseOf(ctx, atCap)).Should(Equal(v1alpha1.PhaseCompleted), "the cap itself is allowed")
-		Consistently(func() []batchv1.Job { return jobsOf(ctx, ns) }).Should(ConsistOf(HaveField("Name", "at-cap-1")))
+		Eventually(phaseOf(ctx, unset)).Should(Equal(v1alpha1.PhaseRetrying))
+		stepToRetry(ctx, unset)
+		Eventually(phaseOf(ctx, unset)).Should(Equal(v1alpha1.PhaseFailed))
+		Expect(readyCondition(get(ctx, unset)(Default)).Reason).To(Equal(v1alpha1.ReasonMaxRetriesExceeded))
+		Consistently(func() []batchv1.Job { return jobsOf(ctx, ns) }).Should(ConsistOf(
+			HaveField("Name", "at-cap-1"), HaveField("Name", "unset-1"), HaveField("Name", "unset-2")))
 	})
 
 	It("records a Warning Event on the execution when it retries, fails and times out", func(ctx SpecContext) {

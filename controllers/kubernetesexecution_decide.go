@@ -121,7 +121,7 @@ func decideCurrentAttempt(obj *v1alpha1.KubernetesExecution, o observation, back
 		// is recorded with the attempt's end, in the same write, not in one of its own (the
 		// Job's status shows it meanwhile).
 		setPhase(obj, v1alpha1.PhaseRunning, v1alpha1.ReasonProgressing,
-			fmt.Sprintf("Attempt %d of %d is running as Job %s", a.Number, validation.MaxRetries(obj)+1, a.JobName), now)
+			fmt.Sprintf("Attempt %d of %d is running as Job %s", a.Number, validation.MaxRetries(obj, o.Template)+1, a.JobName), now)
 		return
 	}
 
@@ -199,7 +199,7 @@ func afterFailure(obj *v1alpha1.KubernetesExecution, o observation, a *v1alpha1.
 		return
 	}
 	retries := attemptCount(obj) - 1
-	if limit := validation.MaxRetries(obj); retries >= limit {
+	if limit := validation.MaxRetries(obj, o.Template); retries >= limit {
 		failExecution(obj, v1alpha1.ReasonMaxRetriesExceeded,
 			fmt.Sprintf("max retries exceeded: %s failed (maxRetries %d); last error: %s", attemptsWord(len(obj.Status.Attempts)), limit, out.Error), now)
 		return
@@ -288,11 +288,11 @@ func requeueAfter(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplat
 }
 
 // startedAttempt records that attempt number runs as Job jobName.
-func startedAttempt(obj *v1alpha1.KubernetesExecution, number int32, jobName string, now time.Time) {
+func startedAttempt(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, number int32, jobName string, now time.Time) {
 	obj.Status.Attempts = append(obj.Status.Attempts, v1alpha1.Attempt{Number: number, JobName: jobName})
 	obj.Status.NextRetryTime = nil
 	setPhase(obj, v1alpha1.PhaseRunning, v1alpha1.ReasonProgressing,
-		fmt.Sprintf("Attempt %d of %d is running as Job %s", number, validation.MaxRetries(obj)+1, jobName), now)
+		fmt.Sprintf("Attempt %d of %d is running as Job %s", number, validation.MaxRetries(obj, tpl)+1, jobName), now)
 }
 
 // attemptCount is the number of attempts recorded, as the API's int32. The CRD allows at most

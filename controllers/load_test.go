@@ -88,7 +88,7 @@ func TestDecideChangesNothingWhileTheAttemptRuns(t *testing.T) {
 	obj := &v1alpha1.KubernetesExecution{ObjectMeta: metav1.ObjectMeta{Name: "fix", Generation: 1}}
 	started := t0
 	obj.Status.StartTime = &metav1.Time{Time: started}
-	startedAttempt(obj, 1, "fix-1", started)
+	startedAttempt(obj, nil, 1, "fix-1", started)
 	obj.Status.ObservedGeneration = obj.Generation
 	stored := roundTrip(t, obj) // what the API server stores: times to the second
 

@@ -198,8 +198,8 @@ var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func()
 		before := webhookUpdates()
 		out, err = e2eutil.Kubectl(cluster.Kubeconfig, "", "-n", ns, "patch", "kexec", "fixed", "--type=merge", "-p", `{"spec":{"action":{"parameters":{"replicas":5}}}}`)
 		Expect(err).To(HaveOccurred(), out)
-		// CEL's form ("Invalid value"); the webhook would answer "Forbidden".
-		Expect(out).To(ContainSubstring(`The KubernetesExecution "fixed" is invalid: spec: Invalid value: "object": spec is immutable; create a new KubernetesExecution instead`))
+		// CEL's form ("Invalid value", the rule's message); the webhook would answer "Forbidden".
+		Expect(out).To(ContainSubstring(`The KubernetesExecution "fixed" is invalid: spec: Invalid value: spec is immutable; create a new KubernetesExecution instead`))
 		after := webhookUpdates()
 		Expect(after["mkubernetesexecution.kubernaut.io"]).To(Equal(before["mkubernetesexecution.kubernaut.io"]+1), "the request went through the mutating webhook")
 		Expect(after["vkubernetesexecution.kubernaut.io"]).To(Equal(before["vkubernetesexecution.kubernaut.io"]), "the validating webhook was not called")
@@ -253,7 +253,7 @@ var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func()
 			"-p", `{"spec":{"admission":{"requester":{"username":"someone-else"}}}}`)
 		Expect(err).NotTo(HaveOccurred(), out)
 		after := webhookUpdates()
-		Expect(after["mkubernetesexecution.kubernaut.io"]).To(Equal(before["mkubernetesexecution.kubernaut.io"]+1))
+		Expect(after["mkubernetesexecution.kubernaut.io"]).To(Equal(before["mkubernetesexecution.kubernaut.io"] + 1))
 		Expect(after["vkubernetesexecution.kubernaut.io"]).To(Equal(before["vkubernetesexecution.kubernaut.io"]))
 		obj := &v1alpha1.KubernetesExecution{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "labelled"}, obj)).To(Succeed())
@@ -366,8 +366,8 @@ func reviewUpdate(ctx context.Context, old, obj *v1alpha1.KubernetesExecution) *
 			Kind:      metav1.GroupVersionKind{Group: gv.Group, Version: gv.Version, Kind: "KubernetesExecution"},
 			Resource:  metav1.GroupVersionResource{Group: gv.Group, Version: gv.Version, Resource: "kubernetesexecutions"},
 			Namespace: obj.Namespace, Name: obj.Name, Operation: admissionv1.Update,
-			UserInfo:  authenticationv1.UserInfo{Username: "local-admin", Groups: []string{"system:masters", "system:authenticated"}},
-			Object:    raw(obj), OldObject: raw(old),
+			UserInfo: authenticationv1.UserInfo{Username: "local-admin", Groups: []string{"system:masters", "system:authenticated"}},
+			Object:   raw(obj), OldObject: raw(old),
 		},
 	})
 	Expect(err).NotTo(HaveOccurred())

@@ -58,8 +58,9 @@ type KubernetesExecutionSpec struct {
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
 	// maxRetries is how many times a failed attempt is retried (so at most maxRetries+1 Jobs).
+	// When unset, 3, or the template's retryPolicy.maxRetries when that is lower; when set, it
+	// may not exceed the template's retryPolicy.maxRetries.
 	// +optional
-	// +kubebuilder:default=3
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10
 	MaxRetries *int32 `json:"maxRetries,omitempty"`

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -103,12 +104,14 @@ var allowed = map[string]any{
 	"min":     fromSprig("min"),
 
 	// Lists and dictionaries. None changes its arguments: each returns a new value.
-	"list":    fromSprig("list"),
-	"dict":    fromSprig("dict"),
-	"get":     fromSprig("get"),
-	"hasKey":  fromSprig("hasKey"),
-	"keys":    fromSprig("keys"),
-	"values":  fromSprig("values"),
+	"list":   fromSprig("list"),
+	"dict":   fromSprig("dict"),
+	"get":    fromSprig("get"),
+	"hasKey": fromSprig("hasKey"),
+	// keys and values in key order: sprig's follow the map's iteration order, which Go
+	// randomizes, so the same execution would render different Jobs.
+	"keys":    sortedKeys,
+	"values":  sortedValues,
 	"pick":    fromSprig("pick"),
 	"omit":    fromSprig("omit"),
 	"pluck":   fromSprig("pluck"),
@@ -708,4 +711,25 @@ func (b *budget) timeFor(start time.Time) error {
 		b.exceeded = errTime
 	}
 	return b.check()
+}
+
+// sortedKeys is sprig's keys, sorted.
+func sortedKeys(dicts ...map[string]any) []string {
+	var k []string
+	for _, d := range dicts {
+		for key := range d {
+			k = append(k, key)
+		}
+	}
+	slices.Sort(k)
+	return k
+}
+
+// sortedValues is sprig's values, in the order of their sorted keys.
+func sortedValues(dict map[string]any) []any {
+	v := make([]any, 0, len(dict))
+	for _, key := range sortedKeys(dict) {
+		v = append(v, dict[key])
+	}
+	return v
 }

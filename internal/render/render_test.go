@@ -412,6 +412,10 @@ func FuzzRender(f *testing.F) {
 		{`{{ $s := "ab" }}{{ range 64 }}{{ $s = cat $s $s }}{{ end }}{{ $s }}`, `{}`},
 		{`{{ range 1000 }}{{ range 1000 }}{{ regexReplaceAll "a" $.Parameters.s "bb" }}{{ end }}{{ end }}`, `{"s":"aaaa"}`},
 		{`{{ printf "%0100000d" 1 }}`, `{}`},
+		// Functions whose result could depend on a map's iteration order.
+		{`{{ keys .Parameters | join "," }}`, `{"a":1,"b":2,"c":3,"d":4,"e":5}`},
+		{`{{ values .Parameters | toJson }}`, `{"a":1,"b":2,"c":3,"d":4,"e":5}`},
+		{`{{ toJson (omit .Parameters "a") }}{{ pick .Parameters "b" "c" }}`, `{"a":1,"b":2,"c":3}`},
 	} {
 		f.Add(seed.text, seed.params)
 	}

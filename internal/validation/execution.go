@@ -59,8 +59,8 @@ func (v *Validator) Execution(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.A
 				fmt.Sprintf("must be at most %s, the maxTimeout of action %q", max, tpl.Name)))
 		}
 	}
-	if limit := tpl.Spec.RetryPolicy.MaxRetries; limit != nil && MaxRetries(obj) > *limit {
-		errs = append(errs, field.Invalid(field.NewPath("spec", "maxRetries"), MaxRetries(obj),
+	if limit := tpl.Spec.RetryPolicy.MaxRetries; limit != nil && obj.Spec.MaxRetries != nil && *obj.Spec.MaxRetries > *limit {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "maxRetries"), *obj.Spec.MaxRetries,
 			fmt.Sprintf("must be at most %d, the retry cap of action %q", *limit, tpl.Name)))
 	}
 	schema, err := v.Schemas.Get(tpl.UID, tpl.Generation, SchemaBytes(tpl))
@@ -128,10 +128,14 @@ func MaxTimeout(tpl *v1alpha1.ActionTemplate) time.Duration {
 	return fallbackMaxTimeout
 }
 
-// MaxRetries is the execution's effective retry budget.
-func MaxRetries(obj *v1alpha1.KubernetesExecution) int32 {
+// MaxRetries is the execution's effective retry budget: its own spec.maxRetries, or the
+// default (3) within the template's cap (tpl may be nil).
+func MaxRetries(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) int32 {
 	if obj.Spec.MaxRetries != nil {
 		return *obj.Spec.MaxRetries
+	}
+	if tpl != nil && tpl.Spec.RetryPolicy.MaxRetries != nil {
+		return min(v1alpha1.DefaultMaxRetries, *tpl.Spec.RetryPolicy.MaxRetries)
 	}
 	return v1alpha1.DefaultMaxRetries
 }
