@@ -38,7 +38,13 @@ type restartedProcess struct {
 	done chan struct{}
 }
 
-// stop stops the process: SIGTERM, then SIGKILL after 30 seconds.
+// gracePeriod is how long a stopped control plane process has to exit after SIGTERM before it
+// is killed, as a kubelet gives a static pod. The API server stops listening at once and
+// finishes its requests in flight (writing their audit events) within a second or two; its
+// shutdown then waits on its long-running connections for much longer than a scenario should.
+const gracePeriod = 5 * time.Second
+
+// stop stops the process: SIGTERM, then SIGKILL after the grace period.
 func (p *restartedProcess) stop() {
 	select {
 	case <-p.done:
@@ -48,7 +54,7 @@ func (p *restartedProcess) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(gracePeriod):
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
@@ -98,7 +104,7 @@ func restartControlPlane(ctx context.Context, name string, down time.Duration, l
 }
 
 // stopChild finds the running child of this process named name, reads how it was started, and
-// stops it: SIGTERM, then SIGKILL after 30 seconds.
+// stops it: SIGTERM, then SIGKILL after the grace period.
 func stopChild(name string) (*restartedProcess, error) {
 	pid, err := childNamed(name)
 	if err != nil {
@@ -125,7 +131,7 @@ func stopChild(name string) (*restartedProcess, error) {
 		return nil, fmt.Errorf("stopping %s (pid %d): %w", name, pid, err)
 	}
 	// envtest waits for its process, so it is reaped as soon as it exits.
-	for deadline := time.Now().Add(30 * time.Second); running(pid); {
+	for deadline := time.Now().Add(gracePeriod); running(pid); {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			deadline = time.Now().Add(10 * time.Second)

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -73,15 +74,67 @@ func apiRequests(namespaces map[string]bool) ([]apiRequest, error) {
 	return out, sc.Err()
 }
 
-// jobCreates counts the Jobs created (201), by namespace/name.
-func jobCreates(reqs []apiRequest) map[string]int {
+// jobCreations counts, by namespace/name, the Jobs that came into existence, from the creates
+// and deletes the API server logged, in order. A create answered 201 made one. A create answered
+// 5xx may have made one or not: the API server answers 504 when the client goes away (a manager
+// stopped in the middle of the request) even if the Job is stored. Such a create counts once
+// something shows the Job existed after it and no other create made it: a later create refused
+// as AlreadyExists, a delete that found it, or the Job still there at the end (existing).
+func jobCreations(reqs []apiRequest, existing map[string]bool) map[string]int {
+	type state struct{ exists, pending bool }
+	states := map[string]*state{}
 	out := map[string]int{}
 	for _, r := range reqs {
-		if r.verb == "create" && r.resource == "jobs" && r.code == 201 {
-			out[r.namespace+"/"+r.name]++
+		if r.resource != "jobs" {
+			continue
+		}
+		key := r.namespace + "/" + r.name
+		st := states[key]
+		if st == nil {
+			st = &state{}
+			states[key] = st
+		}
+		switch {
+		case r.verb == "create" && r.code == 201:
+			out[key]++
+			st.exists, st.pending = true, false
+		case r.verb == "create" && r.code == 409:
+			if !st.exists && st.pending {
+				out[key]++
+			}
+			st.exists, st.pending = true, false
+		case r.verb == "create" && r.code >= 500:
+			st.pending = !st.exists
+		case r.verb == "delete" && r.code >= 200 && r.code < 300:
+			if !st.exists && st.pending {
+				out[key]++
+			}
+			st.exists, st.pending = false, false
+		case r.verb == "delete" && r.code == 404:
+			st.exists, st.pending = false, false
+		}
+	}
+	for key, st := range states {
+		if st.pending && existing[key] {
+			out[key]++
 		}
 	}
 	return out
+}
+
+// jobNames lists the Jobs that exist in the namespaces, as namespace/name.
+func jobNames(ctx context.Context, namespaces []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, ns := range namespaces {
+		jobs := &batchv1.JobList{}
+		if err := s.k8s.List(ctx, jobs, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		for _, j := range jobs.Items {
+			out[ns+"/"+j.Name] = true
+		}
+	}
+	return out, nil
 }
 
 // storedEvent is the part of a stored audit event the invariants read.
@@ -190,7 +243,9 @@ func (r *run) checkInvariants(ctx context.Context) {
 	r.must(err)
 	reqs, err := apiRequests(r.nsSet)
 	r.must(err)
-	creates := jobCreates(reqs)
+	existing, err := jobNames(ctx, r.namespaces)
+	r.must(err)
+	creates := jobCreations(reqs, existing)
 	events, err := storedEvents(r.nsSet)
 	r.must(err)
 	row.Executions = len(r.admitted)
@@ -231,12 +286,11 @@ func (r *run) checkInvariants(ctx context.Context) {
 		row.AuditDuplicatesStored += len(evs)
 		r.problem("%s: %d audit events stored for an execution the scenario did not admit", key, len(evs))
 	}
-	grants, err := grantObjects(ctx, r.nsSet)
-	r.must(err)
-	for key, uid := range grants {
-		r.grantsLeft[uid] = key
-	}
+	r.collectGrants(ctx)
 	row.AuditDuplicatesReceived = s.receiver.State().Counters.Duplicates - r.duplicatesBefore
+	immediate, err := immediateResends(r.admitted)
+	r.must(err)
+	row.Notes["audit_resends_within_1s"] = immediate
 	switch {
 	case row.StuckFinalizers > 0 || row.Terminal < row.Executions:
 		row.RecoverySeconds = -1 // not recovered
@@ -245,10 +299,10 @@ func (r *run) checkInvariants(ctx context.Context) {
 	}
 }
 
-// checkJobs counts, from the API server's audit log, the Jobs created for one execution: one
-// per attempt its status records (numbers 1..n, none skipped), none created twice under one
-// name (a Job deleted and created again is a second run of its attempt), none past the attempts
-// recorded or the retry budget. It takes the execution's Jobs out of creates.
+// checkJobs counts, from the API server's audit log (jobCreations), the Jobs created for one
+// execution: one per attempt its status records (numbers 1..n, none skipped), none created twice
+// under one name (a Job deleted and created again is a second run of its attempt), none past the
+// attempts recorded or the retry budget. It takes the execution's Jobs out of creates.
 func (r *run) checkJobs(p *planned, e *v1alpha1.KubernetesExecution, creates map[string]int) {
 	recorded := len(e.Status.Attempts)
 	budget := int(p.kind.maxRetries) + 1
@@ -326,11 +380,7 @@ func (r *run) checkDeletion(ctx context.Context) {
 		}
 		sleep(ctx, time.Second)
 	}
-	grants, err := grantObjects(ctx, r.nsSet)
-	r.must(err)
-	for key, uid := range grants {
-		r.grantsLeft[uid] = key
-	}
+	r.collectGrants(ctx)
 	r.row.UnrevokedGrants = len(r.grantsLeft)
 	keys := make([]string, 0, len(r.grantsLeft))
 	for _, key := range r.grantsLeft {
@@ -340,4 +390,62 @@ func (r *run) checkDeletion(ctx context.Context) {
 	for _, key := range keys {
 		r.problem("grant %s was not revoked", key)
 	}
+}
+
+// collectGrants records the grant objects of the scenario's executions that are still there
+// 30 seconds on. A revocation deletes the Role and the ServiceAccount; the RoleBinding, owned by
+// the Role, goes with the garbage collector a moment later, so a grant is waited for before it
+// counts as left behind.
+func (r *run) collectGrants(ctx context.Context) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		grants, err := grantObjects(ctx, r.nsSet)
+		r.must(err)
+		if len(grants) == 0 || time.Now().After(deadline) {
+			for key, uid := range grants {
+				r.grantsLeft[uid] = key
+			}
+			return
+		}
+		sleep(ctx, time.Second)
+	}
+}
+
+// immediateResends counts, from the storage service's log, the resends of the executions'
+// events that came less than a second after the event was stored: a resend after a crash
+// between delivery and release comes once the manager is back, seconds later; one this soon is
+// the manager sending an event again in normal operation.
+func immediateResends(admitted []*planned) (int, error) {
+	names := map[string]bool{}
+	for _, p := range admitted {
+		names[p.name] = true
+	}
+	f, err := os.Open(s.receiverLog)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = f.Close() }()
+	var line struct {
+		Time          time.Time `json:"time"`
+		Msg           string    `json:"msg"`
+		EventID       string    `json:"eventId"`
+		ExecutionName string    `json:"executionName"`
+	}
+	stored := map[string]time.Time{}
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || !names[line.ExecutionName] {
+			continue
+		}
+		switch line.Msg {
+		case "event stored":
+			stored[line.EventID] = line.Time
+		case "duplicate event refused":
+			if t, ok := stored[line.EventID]; ok && line.Time.Sub(t) < time.Second {
+				n++
+			}
+		}
+	}
+	return n, sc.Err()
 }

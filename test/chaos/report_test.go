@@ -29,9 +29,10 @@ type row struct {
 	// another reason (JobDeleted: its Job went before its outcome was read), or a result that
 	// is not the action's own.
 	Lost int `json:"lost"`
-	// DuplicateAttempts counts the Jobs created (API server audit log, response 201) beyond one
-	// per attempt the status records: a name created twice, an attempt past those recorded or
-	// past the retry budget, a Job for no admitted execution.
+	// DuplicateAttempts counts the Jobs created (from the API server's audit log: a create
+	// answered 201, or one answered 5xx that was stored nonetheless) beyond one per attempt the
+	// status records: a name created twice, an attempt past those recorded or past the retry
+	// budget, a Job for no admitted execution.
 	DuplicateAttempts int `json:"duplicate_attempts"`
 	// SkippedAttempts counts the attempts recorded whose Job was never created.
 	SkippedAttempts int `json:"skipped_attempts"`
@@ -44,7 +45,8 @@ type row struct {
 	// AuditDuplicatesStored counts the events stored beyond one per execution.
 	AuditDuplicatesStored int `json:"audit_duplicates_stored"`
 	// AuditDuplicatesReceived counts the resends the storage service refused as duplicates
-	// (409): expected after a crash between delivery and release; not a violation.
+	// (409): expected after a crash between delivery and release; not a violation. Those that
+	// came within a second of the event's storing are Notes["audit_resends_within_1s"].
 	AuditDuplicatesReceived int `json:"audit_duplicates_received"`
 	// StuckFinalizers counts the executions still holding a finalizer at the end, or still
 	// there a minute after being deleted.

@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -93,6 +94,7 @@ func newRun(ctx context.Context, number int, title, size string, extraArgs ...st
 		}
 		r.problem("the scenario did not reach its checks (see the spec's failure)")
 		r.row.Problems, r.row.Seconds = r.problems, time.Since(r.started).Seconds()
+		r.row.Notes["timeline"] = r.timeline
 		s.results.add(r.row)
 	})
 	return r
@@ -174,6 +176,35 @@ func (r *run) waitJobs(ctx context.Context, n int) {
 		}
 		g.Expect(total).To(BeNumerically(">=", n))
 	}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(Succeed())
+}
+
+// waitJobsFinished waits until every Job in the scenario's namespaces has finished (Complete or
+// Failed; those of actions that never end fail at their active deadline), and returns how many
+// there are; one that does not within timeout fails the spec.
+func (r *run) waitJobsFinished(ctx context.Context, timeout time.Duration) int {
+	var finished int
+	Eventually(func(g Gomega) {
+		finished = 0
+		for _, ns := range r.namespaces {
+			jobs := &batchv1.JobList{}
+			g.Expect(s.k8s.List(ctx, jobs, client.InNamespace(ns))).To(Succeed())
+			for _, j := range jobs.Items {
+				g.Expect(jobFinished(&j)).To(BeTrue(), "Job %s/%s has not finished", ns, j.Name)
+				finished++
+			}
+		}
+	}).WithContext(ctx).WithTimeout(timeout).WithPolling(time.Second).Should(Succeed())
+	return finished
+}
+
+// jobFinished reports whether a Job has its Complete or Failed condition.
+func jobFinished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 // waitDone waits until every admitted execution is done (terminal, no finalizer left), the

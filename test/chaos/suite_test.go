@@ -13,6 +13,7 @@ package chaos_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -58,6 +59,8 @@ type suite struct {
 	storage  *httptest.Server
 	// auditLog is the API server's audit log: every create and delete of Jobs and executions.
 	auditLog string
+	// receiverLog is the storage service's log: a line per event stored or refused.
+	receiverLog string
 	// restarted holds the control plane processes a scenario started again in place of the
 	// originals (scenario 3); they are stopped before the control plane.
 	restarted []*restartedProcess
@@ -153,7 +156,15 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	out, err := e2eutil.Kubectl(s.cluster.Kubeconfig, ceilingFragment, "apply", "-f", "-")
 	Expect(err).NotTo(HaveOccurred(), out)
 
-	s.receiver, err = auditreceiver.New(filepath.Join(s.out, "audit-events.jsonl"), auditreceiver.Options{})
+	// The storage service logs every event stored and every duplicate refused, with its id and
+	// execution: what tells a resend after a crash from one in normal operation.
+	s.receiverLog = filepath.Join(s.out, "audit-receiver.log")
+	receiverLog, err := os.Create(s.receiverLog)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(receiverLog.Close)
+	s.receiver, err = auditreceiver.New(filepath.Join(s.out, "audit-events.jsonl"), auditreceiver.Options{
+		Logger: slog.New(slog.NewJSONHandler(receiverLog, nil)),
+	})
 	Expect(err).NotTo(HaveOccurred())
 	s.storage = httptest.NewServer(s.receiver.Handler())
 

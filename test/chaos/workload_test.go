@@ -30,7 +30,7 @@ const (
 	kwokOutput = "simulated by kwok"
 	kwokError  = "simulated failure"
 	// hangTimeout is the timeout of the executions whose action never ends.
-	hangTimeout = 15 * time.Second
+	hangTimeout = 10 * time.Second
 )
 
 // templateManifest is the suite's ActionTemplate. Its default timeout is long, so that only the
