@@ -137,6 +137,13 @@ func (r *AuditReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		obj.Status.Audit = &v1alpha1.AuditStatus{EventID: ev.EventID}
 	}
 	st := obj.Status.Audit
+	// Delivered already: a pass after the one that delivered it (whose finalizer patch met a
+	// newer copy of the execution, or which woke on its own status write) only releases the
+	// finalizer. Sending again would cost the storage service a request it refuses as a
+	// duplicate.
+	if st.DeliveredTime != nil {
+		return ctrl.Result{}, r.release(ctx, before, obj)
+	}
 
 	ended := endTime(obj)
 	if r.Options.Deadline > 0 && ended != nil && now.Sub(ended.Time) > r.Options.Deadline {
