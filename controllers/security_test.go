@@ -13,6 +13,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -157,7 +158,14 @@ var _ = Describe("The executor is never a way around RBAC", func() {
 		Eventually(phaseOf(ctx, victim)).Should(Equal(v1alpha1.PhaseRunning))
 		own := onTarget("own", `{}`)
 		Expect(k8s.Create(ctx, own)).To(Succeed())
-		Eventually(phaseOf(ctx, own)).Should(Equal(v1alpha1.PhaseCompleted))
+		// Settled: completed, audited and released, so that no write of the manager's races the
+		// forged ones below (a race would answer Conflict before admission is asked).
+		Eventually(func(g Gomega) {
+			got := get(ctx, own)(g)
+			g.Expect(got.Status.Phase).To(Equal(v1alpha1.PhaseCompleted))
+			g.Expect(meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionAudited)).NotTo(BeNil())
+			g.Expect(got.Finalizers).To(BeEmpty())
+		}).Should(Succeed())
 
 		// A tenant whom RBAC lets write statuses names the victim's Job as its own timed-out attempt.
 		eve := newTenant(ctx, "eve-"+ns, []rbacv1.PolicyRule{executionRights, {
