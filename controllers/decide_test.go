@@ -105,6 +105,16 @@ var outcomes = []observed{
 	{name: "pod disrupted", ends: true, reason: v1alpha1.ReasonPodDisrupted, facts: func(now time.Time) *attemptFacts {
 		return &attemptFacts{Finished: finished(batchv1.JobFailed, batchv1.JobReasonPodFailurePolicy, now), Terminated: terminated(143, "")}
 	}},
+	{name: "pod deleted while it ran", ends: true, reason: v1alpha1.ReasonPodDisrupted, facts: func(now time.Time) *attemptFacts {
+		return &attemptFacts{Finished: finished(batchv1.JobFailed, "BackoffLimitExceeded", now), Terminated: terminated(143, ""), PodDeleted: true}
+	}},
+	// The kill's exit code is not the action's: a non-retryable code does not count.
+	{name: "pod deleted, killed with a non-retryable exit code", ends: true, reason: v1alpha1.ReasonPodDisrupted, facts: func(now time.Time) *attemptFacts {
+		return &attemptFacts{Finished: finished(batchv1.JobFailed, "BackoffLimitExceeded", now), Terminated: terminated(2, ""), PodDeleted: true}
+	}},
+	{name: "pod deleted and gone", ends: true, reason: v1alpha1.ReasonPodDisrupted, facts: func(now time.Time) *attemptFacts {
+		return &attemptFacts{Finished: finished(batchv1.JobFailed, "BackoffLimitExceeded", now), PodDeleted: true}
+	}},
 }
 
 // tableCase is one combination.
@@ -140,6 +150,9 @@ func expect(c tableCase) want {
 		switch {
 		case c.refused:
 			w.phase, w.reason = v1alpha1.PhaseFailed, v1alpha1.ReasonTemplateChanged
+		case !c.idempotent && c.outcome.reason == v1alpha1.ReasonPodDisrupted:
+			// A disruption is the execution's reason when the action may not run again.
+			w.phase, w.reason = v1alpha1.PhaseFailed, v1alpha1.ReasonPodDisrupted
 		case !c.idempotent || c.outcome.final:
 			w.phase, w.reason = v1alpha1.PhaseFailed, v1alpha1.ReasonNonRetryable
 		case !budgetLeft:

@@ -361,26 +361,39 @@ func (r *KubernetesExecutionReconciler) jobPods(ctx context.Context, reader clie
 	return owned, nil
 }
 
-// terminatedState returns the latest terminated state of the action container among the Job's
-// pods, or nil.
-func (r *KubernetesExecutionReconciler) terminatedState(ctx context.Context, reader client.Reader, job *batchv1.Job) (*corev1.ContainerStateTerminated, error) {
-	pods, err := r.jobPods(ctx, reader, job)
-	if err != nil {
-		return nil, err
-	}
-	var latest *corev1.ContainerStateTerminated
+// finishedPods reads a finished Job's pods: the action container's latest terminated state
+// (nil when no pod shows one), and whether the action was stopped by its pod's deletion rather
+// than ending by itself. A pod deleted while it ran (kubectl delete, a controller cleaning up)
+// carries no DisruptionTarget condition, so the Job's pod failure policy does not see it: the
+// Job fails as if the action had, and the kubelet's kill signal is its exit code. Deleted means:
+//   - a pod whose deletion began before its action container ended; or
+//   - a failed Job with no pod left at all. With a backoff limit of 0 and no TTL yet, nothing
+//     but a deletion removes a failed Job's only pod (the Job controller keeps failed pods, and
+//     the TTL is set only once the outcome is recorded), and its outcome can no longer be read.
+func finishedPods(pods []corev1.Pod, finished *batchv1.JobCondition) (latest *corev1.ContainerStateTerminated, deleted bool) {
+	var latestPod *corev1.Pod
 	for i := range pods {
 		for _, cs := range pods[i].Status.ContainerStatuses {
 			t := cs.State.Terminated
-			if cs.Name != ActionContainerName || t == nil {
-				continue
-			}
-			if latest == nil || latest.FinishedAt.Before(&t.FinishedAt) {
-				latest = t
+			if cs.Name == ActionContainerName && t != nil && (latest == nil || latest.FinishedAt.Before(&t.FinishedAt)) {
+				latest, latestPod = t, &pods[i]
 			}
 		}
 	}
-	return latest, nil
+	if finished.Type != batchv1.JobFailed {
+		return latest, false
+	}
+	if latestPod != nil {
+		del := latestPod.DeletionTimestamp
+		return latest, del != nil && !latest.FinishedAt.Before(del)
+	}
+	// No action container ended by itself: the pods were deleted before it ran, or are gone.
+	for i := range pods {
+		if pods[i].DeletionTimestamp == nil {
+			return nil, false
+		}
+	}
+	return nil, true
 }
 
 // jobFinishedCondition returns the Job's Complete or Failed condition once it is True.

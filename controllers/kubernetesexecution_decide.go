@@ -53,6 +53,9 @@ type attemptFacts struct {
 	CompletionTime *metav1.Time
 	// Terminated is the action container's latest terminated state, nil when no pod shows one.
 	Terminated *corev1.ContainerStateTerminated
+	// PodDeleted is set when the Job failed because its pod was deleted while the action ran
+	// (finishedPods), not because the action failed.
+	PodDeleted bool
 	// ImagePull is set while the Job runs and a pod's action container waits on an image that
 	// cannot be pulled.
 	ImagePull *imagePullFailure
@@ -131,11 +134,10 @@ func decideCurrentAttempt(obj *v1alpha1.KubernetesExecution, o observation, back
 	if f.CompletionTime != nil {
 		a.EndTime = f.CompletionTime
 	}
-	disrupted := f.Finished.Reason == batchv1.JobReasonPodFailurePolicy
-	if disrupted {
-		// Only a non-idempotent action's Job fails on disruption (see buildJob): its pod is
-		// never run again by the Job controller.
-		out.Success, out.Error = false, "the action's pod was disrupted: "+f.Finished.Message
+	deadlineExceeded := f.Finished.Reason == batchv1.JobReasonDeadlineExceeded
+	disrupted := disruption(f)
+	if disrupted != "" {
+		out.Success, out.Error = false, "the action's pod was disrupted: "+disrupted
 	}
 	obj.Status.Result = &v1alpha1.ExecutionResult{
 		Success: out.Success, Output: out.Output, Error: out.Error, Data: out.Data,
@@ -147,16 +149,32 @@ func decideCurrentAttempt(obj *v1alpha1.KubernetesExecution, o observation, back
 		a.Reason, a.Message = v1alpha1.ReasonSucceeded, truncate(out.Output)
 		setPhase(obj, v1alpha1.PhaseCompleted, v1alpha1.ReasonSucceeded,
 			fmt.Sprintf("The action succeeded on attempt %d", a.Number), now)
-	case f.Finished.Reason == batchv1.JobReasonDeadlineExceeded:
+	case deadlineExceeded:
 		a.Reason, a.Message = v1alpha1.ReasonDeadlineExceeded, f.Finished.Message
 		timeOut(obj, now)
-	case disrupted:
-		a.Reason, a.Message = v1alpha1.ReasonPodDisrupted, truncate(f.Finished.Message)
+	case disrupted != "":
+		a.Reason, a.Message = v1alpha1.ReasonPodDisrupted, truncate(disrupted)
 		afterFailure(obj, o, a, out, backoff)
 	default:
 		a.Reason, a.Message = v1alpha1.ReasonActionFailed, truncate(out.Error)
 		afterFailure(obj, o, a, out, backoff)
 	}
+}
+
+// disruption says how a finished attempt's pod was lost to something other than its action,
+// "" when it was not: evicted, preempted or lost with its node (the Job's pod failure policy
+// failed the Job: only a non-idempotent action's Job fails so, see buildJob), or deleted while
+// it ran (finishedPods). A pod the Job controller stopped at the deadline is not a disruption.
+func disruption(f *attemptFacts) string {
+	switch {
+	case f.Finished.Type != batchv1.JobFailed || f.Finished.Reason == batchv1.JobReasonDeadlineExceeded:
+		return ""
+	case f.Finished.Reason == batchv1.JobReasonPodFailurePolicy:
+		return f.Finished.Message
+	case f.PodDeleted:
+		return "the pod was deleted before the action ended"
+	}
+	return ""
 }
 
 // attemptOutcome reads a finished attempt's outcome from its action container's termination
@@ -194,8 +212,12 @@ func afterFailure(obj *v1alpha1.KubernetesExecution, o observation, a *v1alpha1.
 		return
 	}
 	if reason := nonRetryable(o.Template, a); reason != "" {
-		failExecution(obj, v1alpha1.ReasonNonRetryable,
-			fmt.Sprintf("attempt %d failed and %s: %s", a.Number, reason, out.Error), now)
+		// A disruption is the execution's reason: nothing the action did ended it.
+		failReason := v1alpha1.ReasonNonRetryable
+		if a.Reason == v1alpha1.ReasonPodDisrupted {
+			failReason = v1alpha1.ReasonPodDisrupted
+		}
+		failExecution(obj, failReason, fmt.Sprintf("attempt %d failed and %s: %s", a.Number, reason, out.Error), now)
 		return
 	}
 	retries := attemptCount(obj) - 1
@@ -216,7 +238,8 @@ func nonRetryable(tpl *v1alpha1.ActionTemplate, a *v1alpha1.Attempt) string {
 	if p.Idempotent != nil && !*p.Idempotent {
 		return fmt.Sprintf("action %q is not idempotent", tpl.Name)
 	}
-	if a.ExitCode != nil {
+	// A disrupted attempt's exit code is the kill signal's, not the action's.
+	if a.ExitCode != nil && a.Reason != v1alpha1.ReasonPodDisrupted {
 		for _, c := range p.NonRetryableExitCodes {
 			if c == *a.ExitCode {
 				return fmt.Sprintf("exit code %d means do not retry", c)

@@ -95,8 +95,12 @@ func (r *KubernetesExecutionReconciler) observeAttempt(ctx context.Context, obj 
 	if c := jobFinishedCondition(job); c != nil {
 		f.Finished = c.DeepCopy()
 		// From the API server: the cache holds a pod only until it ends (CacheOptions).
-		f.Terminated, err = r.terminatedState(ctx, r.APIReader, job)
-		return f, err
+		pods, err := r.jobPods(ctx, r.APIReader, job)
+		if err != nil {
+			return nil, err
+		}
+		f.Terminated, f.PodDeleted = finishedPods(pods, c)
+		return f, nil
 	}
 	pods, err := r.jobPods(ctx, r.Client, job)
 	if err != nil {

@@ -338,3 +338,48 @@ func TestBuildJob(t *testing.T) {
 		t.Errorf("a template calling env rendered: %v", err)
 	}
 }
+
+// TestFinishedPodsTellsADeletionFromAFailure: a failed Job's pod deleted while its action ran is
+// a disruption; one that ended by itself is the action's outcome, even if deleted afterwards.
+func TestFinishedPodsTellsADeletionFromAFailure(t *testing.T) {
+	at := func(sec int) *metav1.Time { return &metav1.Time{Time: time.Date(2026, 1, 1, 12, 0, sec, 0, time.UTC)} }
+	pod := func(deleted *metav1.Time, ended *metav1.Time, code int32) corev1.Pod {
+		p := corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: deleted}}
+		if ended != nil {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: ActionContainerName,
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, FinishedAt: *ended}}}}
+		}
+		return p
+	}
+	failed := &batchv1.JobCondition{Type: batchv1.JobFailed, Reason: "BackoffLimitExceeded"}
+	complete := &batchv1.JobCondition{Type: batchv1.JobComplete}
+	for _, tc := range []struct {
+		name     string
+		pods     []corev1.Pod
+		finished *batchv1.JobCondition
+		code     int32 // the exit code read, -1 for none
+		deleted  bool
+	}{
+		{"failed by itself", []corev1.Pod{pod(nil, at(5), 1)}, failed, 1, false},
+		{"failed by itself, deleted afterwards", []corev1.Pod{pod(at(9), at(5), 1)}, failed, 1, false},
+		{"deleted while it ran", []corev1.Pod{pod(at(3), at(5), 143)}, failed, 143, true},
+		{"deleted at the moment it ended", []corev1.Pod{pod(at(5), at(5), 143)}, failed, 143, true},
+		{"deleted before it started", []corev1.Pod{pod(at(3), nil, 0)}, failed, -1, true},
+		{"no pod left", nil, failed, -1, true},
+		{"no terminated state, not deleted", []corev1.Pod{pod(nil, nil, 0)}, failed, -1, false},
+		{"completed, then deleted", []corev1.Pod{pod(at(9), at(5), 0)}, complete, 0, false},
+		{"completed, no pod left", nil, complete, -1, false},
+		{"the latest pod decides", []corev1.Pod{pod(at(1), at(2), 143), pod(nil, at(5), 1)}, failed, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			term, deleted := finishedPods(tc.pods, tc.finished)
+			code := int32(-1)
+			if term != nil {
+				code = term.ExitCode
+			}
+			if code != tc.code || deleted != tc.deleted {
+				t.Errorf("exit code %d, deleted %t; want %d, %t", code, deleted, tc.code, tc.deleted)
+			}
+		})
+	}
+}

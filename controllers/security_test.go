@@ -263,45 +263,66 @@ var _ = Describe("The executor is never a way around RBAC", func() {
 		Expect(get(ctx, obj)(Default).Status.Attempts[0].Reason).To(Equal(v1alpha1.ReasonSucceeded))
 	})
 
-	It("fails a non-idempotent attempt whose pod is evicted, and never runs it again", func(ctx SpecContext) {
-		tpl := &v1alpha1.ActionTemplate{
-			ObjectMeta: metav1.ObjectMeta{Name: "once-only"},
-			Spec: v1alpha1.ActionTemplateSpec{
-				Image: "kubernaut-actions", Args: []string{"test-action"}, TargetKinds: []string{"Deployment"},
-				RetryPolicy: v1alpha1.RetryPolicy{Idempotent: ptr.To(false)},
-			},
-		}
-		createTemplate(ctx, tpl)
-		obj := onTarget("evicted", `{"sleepSeconds":600}`)
-		obj.Spec.Action.Type = tpl.Name
-		Expect(k8s.Create(ctx, obj)).To(Succeed())
-		podsOf := func(g Gomega) []corev1.Pod {
-			pods := &corev1.PodList{}
-			g.Expect(k8s.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelExecution: obj.Name})).To(Succeed())
-			return pods.Items
-		}
-		var pod corev1.Pod
-		Eventually(func(g Gomega) {
-			pods := podsOf(g)
-			g.Expect(pods).To(HaveLen(1))
-			g.Expect(pods[0].Status.Phase).To(Equal(corev1.PodRunning))
-			pod = pods[0]
-		}).Should(Succeed())
-
-		Expect(evict(ctx, &pod)).To(Succeed())
-		Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))
-		got := get(ctx, obj)(Default)
-		Expect(got.Status.Attempts).To(HaveLen(1))
-		Expect(got.Status.Attempts[0].Reason).To(Equal(v1alpha1.ReasonPodDisrupted))
-		Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonNonRetryable))
-		Expect(got.Status.Result.Error).To(ContainSubstring("the action's pod was disrupted"))
-		Expect(jobsOf(ctx, ns)).To(HaveLen(1))
-		Consistently(func(g Gomega) {
-			for _, p := range podsOf(g) {
-				g.Expect(p.UID).To(Equal(pod.UID), "the Job controller started another pod")
+	// A pod lost mid-run. Evicted (a drain: the pod gets the DisruptionTarget condition), an
+	// idempotent action's pod is replaced by the Job controller within the attempt; deleted (no
+	// such condition: the kubelet kills it and the Job fails), its attempt ends as PodDisrupted
+	// and the next attempt runs. A non-idempotent action never runs again either way: the
+	// execution fails with the disruption as its reason. The template lists the kill's exit
+	// code (143) as non-retryable: a disruption must not read it as the action's.
+	DescribeTable("an action's pod lost mid-run",
+		func(ctx SpecContext, idempotent bool, lose func(context.Context, *corev1.Pod) error, wantPhase v1alpha1.ExecutionPhase, wantReady string, wantReasons []string, wantPods int) {
+			tpl := &v1alpha1.ActionTemplate{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("disruptable-%t", idempotent)},
+				Spec: v1alpha1.ActionTemplateSpec{
+					Image: "kubernaut-actions", Args: []string{"test-action"}, TargetKinds: []string{"Deployment"},
+					RetryPolicy: v1alpha1.RetryPolicy{Idempotent: ptr.To(idempotent), NonRetryableExitCodes: []int32{137, 143}},
+				},
 			}
-		}, 3*time.Second).Should(Succeed())
-	})
+			createTemplate(ctx, tpl)
+			obj := onTarget("disrupted", `{"sleepSeconds":8}`)
+			obj.Spec.Action.Type = tpl.Name
+			Expect(k8s.Create(ctx, obj)).To(Succeed())
+			pods := func(g Gomega) []corev1.Pod {
+				list := &corev1.PodList{}
+				g.Expect(k8s.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelExecution: obj.Name})).To(Succeed())
+				return list.Items
+			}
+			var pod corev1.Pod
+			Eventually(func(g Gomega) {
+				list := pods(g)
+				g.Expect(list).To(HaveLen(1))
+				g.Expect(list[0].Status.Phase).To(Equal(corev1.PodRunning))
+				pod = list[0]
+			}).Should(Succeed())
+			Expect(lose(ctx, &pod)).To(Succeed())
+			if len(wantReasons) > 1 {
+				Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseRetrying))
+				stepToRetry(ctx, obj)
+			}
+
+			Eventually(phaseOf(ctx, obj), 30*time.Second).Should(Equal(wantPhase))
+			got := get(ctx, obj)(Default)
+			Expect(readyCondition(got).Reason).To(Equal(wantReady), readyCondition(got).Message)
+			Expect(got.Status.Attempts).To(HaveLen(len(wantReasons)))
+			for i, a := range got.Status.Attempts {
+				Expect(a.Reason).To(Equal(wantReasons[i]), "attempt %d: %s", a.Number, a.Message)
+			}
+			if wantPhase == v1alpha1.PhaseFailed {
+				Expect(got.Status.Result.Error).To(ContainSubstring("the action's pod was disrupted"))
+			}
+			Expect(jobsOf(ctx, ns)).To(HaveLen(len(wantReasons)), "one Job per attempt")
+			// No pod beyond the ones expected ever runs the action.
+			Consistently(func(g Gomega) []corev1.Pod { return pods(g) }, 3*time.Second).Should(HaveLen(wantPods))
+		},
+		Entry("not idempotent, evicted: fails as PodDisrupted", false, evict,
+			v1alpha1.PhaseFailed, v1alpha1.ReasonPodDisrupted, []string{v1alpha1.ReasonPodDisrupted}, 0),
+		Entry("not idempotent, deleted: fails as PodDisrupted", false, deletePod,
+			v1alpha1.PhaseFailed, v1alpha1.ReasonPodDisrupted, []string{v1alpha1.ReasonPodDisrupted}, 0),
+		Entry("idempotent, evicted: the Job runs a new pod, and the attempt succeeds", true, evict,
+			v1alpha1.PhaseCompleted, v1alpha1.ReasonSucceeded, []string{v1alpha1.ReasonSucceeded}, 1),
+		Entry("idempotent, deleted: the attempt ends as PodDisrupted, and the next one succeeds", true, deletePod,
+			v1alpha1.PhaseCompleted, v1alpha1.ReasonSucceeded, []string{v1alpha1.ReasonPodDisrupted, v1alpha1.ReasonSucceeded}, 1),
+	)
 })
 
 // stepToRetry moves the test clock to the execution's next retry and has it reconciled.
@@ -310,6 +331,11 @@ func stepToRetry(ctx context.Context, obj *v1alpha1.KubernetesExecution) {
 	Expect(next).NotTo(BeNil())
 	testClock.Step(next.Sub(testClock.Now()) + time.Second)
 	poke(ctx, obj)
+}
+
+// deletePod deletes a pod as kubectl delete pod does, with its grace period.
+func deletePod(ctx context.Context, pod *corev1.Pod) error {
+	return k8s.Delete(ctx, pod)
 }
 
 // evict evicts a pod through the Eviction API, as a node drain does.

@@ -5,22 +5,28 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/controllers"
 	"github.com/kubernaut/kubernaut-executor/test/auditreceiver"
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 )
 
-// The scenarios are numbered as in issue 13. Each is one spec with a manager of its own; they
-// share the control plane and the storage service, and run in any order. Scenarios 2 (two
-// replicas and leader election), 6 (pods evicted) and 8 (targets and namespaces deleted) are
-// not implemented yet (docs/reliability.md).
+// The scenarios are numbered as in docs/reliability.md. Each is one spec with a manager of its
+// own; they share the control plane and the storage service, and run in any order.
 var _ = Describe("Faults", func() {
 	It("1: the manager SIGKILLed at random moments, and restarted each time", func(ctx SpecContext) {
 		n, kills := pick(60, 300), pick(5, 20)
@@ -258,6 +264,92 @@ var _ = Describe("Faults", func() {
 		r.finish(ctx)
 	}, SpecTimeout(pick(6*time.Minute, 20*time.Minute)))
 })
+
+// The action's pod taken away while it runs: evicted, or deleted.
+var _ = Describe("Faults", func() {
+	It("6: the action's pod evicted or deleted mid-run: retried when idempotent, failed with the disruption when not", func(ctx SpecContext) {
+		n := pick(20, 150)
+		r := newRun(ctx, 6, "action pods evicted or deleted", fmt.Sprintf("%d executions of a 10-second action: a fifth left alone, the others' first pod evicted or deleted while it runs (idempotent or not)", n))
+		items := workloadOf("d", r.namespaces, n, r.rng, func(i int) *kind { return disrupted[i%len(disrupted)] })
+		c := &creator{}
+		c.all(ctx, items, 4)
+		r.admit(c)
+		r.event(ctx, "all created")
+
+		// Each first pod is taken away once it runs: at once, or a few seconds in.
+		var wg sync.WaitGroup
+		var evicted, deleted atomic.Int64
+		for _, p := range r.admitted {
+			if p.kind.lose == "" {
+				continue
+			}
+			delay := uniform(r.rng, 0, 5*time.Second)
+			wg.Go(func() {
+				pod, err := runningPod(ctx, p, "1", time.Minute)
+				if err != nil {
+					r.problem("%s: %v", p.key(), err)
+					return
+				}
+				sleep(ctx, delay)
+				switch p.kind.lose {
+				case "evict":
+					err = s.k8s.SubResource("eviction").Create(ctx, pod, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}})
+					evicted.Add(1)
+				case "delete":
+					err = s.k8s.Delete(ctx, pod)
+					deleted.Add(1)
+				}
+				if err != nil {
+					r.problem("%s: could not %s its pod %s: %v", p.key(), p.kind.lose, pod.Name, err)
+				}
+			})
+		}
+		wg.Wait()
+		r.faultEnd = time.Now()
+		r.row.Notes["pods_evicted"], r.row.Notes["pods_deleted"] = evicted.Load(), deleted.Load()
+		r.event(ctx, "%d pods evicted, %d deleted", evicted.Load(), deleted.Load())
+		r.waitDone(ctx, pick(2*time.Minute, 5*time.Minute))
+
+		// An action that is not idempotent ran in one pod only: its Job counts one failed pod, and
+		// no other ever ran or runs.
+		for _, p := range r.admitted {
+			if p.kind.template != onceTemplateName {
+				continue
+			}
+			job := &batchv1.Job{}
+			if err := s.k8s.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: controllers.JobName(p.name, 1)}, job); err != nil {
+				r.problem("%s: its Job: %v", p.key(), err)
+				continue
+			}
+			if st := job.Status; st.Failed != 1 || st.Succeeded != 0 || ptr.Deref(st.Terminating, 0) != 0 || st.Active != 0 {
+				r.problem("%s: not idempotent, yet its Job counts %d failed, %d succeeded, %d active pods", p.key(), st.Failed, st.Succeeded, st.Active)
+			}
+		}
+		r.finish(ctx)
+	}, SpecTimeout(pick(5*time.Minute, 12*time.Minute)))
+})
+
+// runningPod waits until the pod of attempt of p runs, and returns it.
+func runningPod(ctx context.Context, p *planned, attempt string, timeout time.Duration) (*corev1.Pod, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		pods := &corev1.PodList{}
+		err := s.k8s.List(ctx, pods, client.InNamespace(p.ns), client.MatchingLabels{
+			v1alpha1.LabelExecution: controllers.LabelValue(p.name), v1alpha1.LabelAttempt: attempt,
+		})
+		if err == nil {
+			for i := range pods.Items {
+				if pod := &pods.Items[i]; pod.Status.Phase == corev1.PodRunning && pod.DeletionTimestamp == nil {
+					return pod, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("the pod of attempt %s did not run within %s (%v)", attempt, timeout, err)
+		}
+		sleep(ctx, 200*time.Millisecond)
+	}
+}
 
 // admit records the executions the creator got admitted; one never admitted is a problem.
 func (r *run) admit(c *creator) {

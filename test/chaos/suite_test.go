@@ -177,9 +177,11 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		return e2eutil.Kubectl(s.cluster.Kubeconfig, templateManifest, "apply", "-f", "-")
 	}).Should(ContainSubstring(templateName))
 	Eventually(func(g Gomega) {
-		tpl := &v1alpha1.ActionTemplate{}
-		g.Expect(s.k8s.Get(ctx, client.ObjectKey{Name: templateName}, tpl)).To(Succeed())
-		g.Expect(meta.IsStatusConditionTrue(tpl.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue(), "template %s is not Ready", templateName)
+		for _, name := range []string{templateName, onceTemplateName} {
+			tpl := &v1alpha1.ActionTemplate{}
+			g.Expect(s.k8s.Get(ctx, client.ObjectKey{Name: name}, tpl)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(tpl.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue(), "template %s is not Ready", name)
+		}
 	}).Should(Succeed())
 	Expect(createNamespace(ctx, "chaos-probe")).To(Succeed())
 	Eventually(func() error {

@@ -23,6 +23,8 @@ const (
 	// templateName is the suite's action: it does nothing, and kwok ends its pod as its first
 	// argument, the outcome parameter, says (test/localcluster/kwok/pod-finish.yaml).
 	templateName = "chaos-noop"
+	// onceTemplateName is the same action declared not idempotent: it never runs twice.
+	onceTemplateName = "chaos-once"
 	// targetName is the ConfigMap every execution targets, one in each namespace.
 	targetName = "chaos-target"
 	// kwokOutput and kwokError are what kwok writes as a finished pod's termination message:
@@ -33,19 +35,23 @@ const (
 	hangTimeout = 10 * time.Second
 )
 
-// templateManifest is the suite's ActionTemplate. Its default timeout is long, so that only the
-// executions meant to time out do, however long a scenario keeps the manager down.
-const templateManifest = `
+// templateManifest is the suite's ActionTemplates: an idempotent one and one that is not. Their
+// default timeout is long, so that only the executions meant to time out do, however long a
+// scenario keeps the manager down.
+var templateManifest = templateYAML(templateName, true) + "---" + templateYAML(onceTemplateName, false)
+
+func templateYAML(name string, idempotent bool) string {
+	return `
 apiVersion: kubernetesexecution.kubernaut.io/v1alpha1
 kind: ActionTemplate
 metadata:
-  name: ` + templateName + `
+  name: ` + name + `
 spec:
   description: Does nothing. In the fault suite, kwok ends its pod with the outcome its first argument names.
   image: kubernaut-actions
   args: ["{{ .Parameters.outcome }}"]
   targetKinds: [ConfigMap]
-  parameters: {"type":"object","additionalProperties":false,"properties":{"outcome":{"type":"string","enum":["ok","fail","fail-twice","hang","exit-2"],"default":"ok"}}}
+  parameters: {"type":"object","additionalProperties":false,"properties":{"outcome":{"type":"string","enum":["ok","fail","fail-twice","hang","slow","exit-2"],"default":"ok"}}}
   rbac:
     scope: Namespaced
     rules:
@@ -55,13 +61,14 @@ spec:
   defaultTimeout: 20m
   maxTimeout: 30m
   retryPolicy:
-    idempotent: true
+    idempotent: ` + fmt.Sprint(idempotent) + `
     nonRetryableExitCodes: [2]
     maxRetries: 3
   resources:
     requests: {cpu: 10m, memory: 32Mi}
     limits: {cpu: 100m, memory: 64Mi}
 `
+}
 
 // ceilingFragment lets the suite's template grant what it asks for (read one ConfigMap).
 const ceilingFragment = `
@@ -91,6 +98,13 @@ type kind struct {
 	phase       v1alpha1.ExecutionPhase
 	readyReason string
 	reasons     [][]string
+	// template is the action, templateName when empty.
+	template string
+	// resultError is what a failed execution's result error contains, kwokError when empty.
+	resultError string
+	// lose is how scenario 6 takes the first attempt's pod away while it runs: "evict",
+	// "delete", or "" to leave it alone.
+	lose string
 }
 
 var (
@@ -117,6 +131,33 @@ var kinds = []*kind{
 		reasons: [][]string{succeeded}},
 }
 
+// disrupted are scenario 6's kinds: actions that take 10 seconds, their first pod evicted (the
+// pod gets the DisruptionTarget condition, as in a drain) or deleted (as kubectl delete pod does)
+// while it runs, and one left alone. An idempotent action's evicted pod is replaced by the Job
+// controller within its attempt; its deleted pod ends the attempt as PodDisrupted and the next
+// attempt runs. An action that is not idempotent never runs again: the execution fails with the
+// disruption as its reason.
+var disrupted = []*kind{
+	{name: "alone", outcome: "slow", maxRetries: 3, phase: v1alpha1.PhaseCompleted, readyReason: v1alpha1.ReasonSucceeded,
+		reasons: [][]string{succeeded}},
+	{name: "evicted", outcome: "slow", maxRetries: 3, lose: "evict", phase: v1alpha1.PhaseCompleted, readyReason: v1alpha1.ReasonSucceeded,
+		reasons: [][]string{succeeded}},
+	{name: "deleted", outcome: "slow", maxRetries: 3, lose: "delete", phase: v1alpha1.PhaseCompleted, readyReason: v1alpha1.ReasonSucceeded,
+		reasons: [][]string{{v1alpha1.ReasonPodDisrupted}, succeeded}},
+	{name: "once-evicted", outcome: "slow", maxRetries: 3, lose: "evict", template: onceTemplateName, phase: v1alpha1.PhaseFailed,
+		readyReason: v1alpha1.ReasonPodDisrupted, reasons: [][]string{{v1alpha1.ReasonPodDisrupted}}, resultError: "the action's pod was disrupted"},
+	{name: "once-deleted", outcome: "slow", maxRetries: 3, lose: "delete", template: onceTemplateName, phase: v1alpha1.PhaseFailed,
+		readyReason: v1alpha1.ReasonPodDisrupted, reasons: [][]string{{v1alpha1.ReasonPodDisrupted}}, resultError: "the action's pod was disrupted"},
+}
+
+// templateOf is the kind's action.
+func (k *kind) templateOf() string {
+	if k.template == "" {
+		return templateName
+	}
+	return k.template
+}
+
 // mix is the share of each kind in a workload, by index in kinds, ten at a time: three that
 // succeed, two that fail twice, two that fail, two dry runs, one that times out.
 var mix = []int{0, 1, 0, 2, 4, 0, 3, 1, 4, 2}
@@ -135,7 +176,7 @@ func (p *planned) object() *v1alpha1.KubernetesExecution {
 		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: p.name},
 		Spec: v1alpha1.KubernetesExecutionSpec{
 			Action: v1alpha1.ActionSpec{
-				Type:       templateName,
+				Type:       p.kind.templateOf(),
 				Parameters: &apiextensionsv1.JSON{Raw: fmt.Appendf(nil, `{"outcome":%q}`, p.kind.outcome)},
 				Target:     v1alpha1.TargetSpec{Namespace: p.ns, ResourceKind: "ConfigMap", ResourceName: targetName},
 			},
@@ -150,11 +191,16 @@ func (p *planned) object() *v1alpha1.KubernetesExecution {
 }
 
 // workload returns n executions named <prefix>-<kind>-<index>, spread over the namespaces, in an
-// order shuffled by rng.
+// order shuffled by rng: the mixed workload.
 func workload(prefix string, namespaces []string, n int, rng *rand.Rand) []*planned {
+	return workloadOf(prefix, namespaces, n, rng, func(i int) *kind { return kinds[mix[i%len(mix)]] })
+}
+
+// workloadOf is workload with the kinds kindOf picks by index.
+func workloadOf(prefix string, namespaces []string, n int, rng *rand.Rand, kindOf func(int) *kind) []*planned {
 	out := make([]*planned, n)
 	for i := range out {
-		k := kinds[mix[i%len(mix)]]
+		k := kindOf(i)
 		out[i] = &planned{ns: namespaces[i%len(namespaces)], name: fmt.Sprintf("%s-%s-%04d", prefix, k.name, i), kind: k}
 	}
 	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
@@ -196,11 +242,19 @@ func (k *kind) verify(e *v1alpha1.KubernetesExecution) string {
 			bad = append(bad, "no result")
 		case k.phase == v1alpha1.PhaseCompleted && (!r.Success || r.Output != kwokOutput):
 			bad = append(bad, fmt.Sprintf("result success=%t output %q, want the action's %q", r.Success, r.Output, kwokOutput))
-		case k.phase == v1alpha1.PhaseFailed && (r.Success || !strings.Contains(r.Error, kwokError)):
-			bad = append(bad, fmt.Sprintf("result success=%t error %q, want the action's %q", r.Success, r.Error, kwokError))
+		case k.phase == v1alpha1.PhaseFailed && (r.Success || !strings.Contains(r.Error, k.wantError())):
+			bad = append(bad, fmt.Sprintf("result success=%t error %q, want %q", r.Success, r.Error, k.wantError()))
 		}
 	}
 	return strings.Join(bad, "; ")
+}
+
+// wantError is what a failed execution's result error contains.
+func (k *kind) wantError() string {
+	if k.resultError == "" {
+		return kwokError
+	}
+	return k.resultError
 }
 
 func contains(list []string, s string) bool {
