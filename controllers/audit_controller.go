@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -231,14 +232,15 @@ func (r *AuditReconciler) logEnded(ctx context.Context, obj *v1alpha1.Kubernetes
 	}
 	before := obj.DeepCopy()
 	_ = audit.LogSink{}.Send(ctx, ev) // LogSink never fails
-	auditDeliveries.WithLabelValues("logged").Inc()
 	obj.Status.Audit = &v1alpha1.AuditStatus{EventID: ev.EventID}
 	r.setAudited(obj, metav1.ConditionTrue, v1alpha1.ReasonAuditLogged, fmt.Sprintf("event %s written to the manager's log (no storage service is configured)", ev.EventID))
 	if err := r.writeStatus(ctx, before, obj); err != nil {
 		return err
 	}
-	// After the status write: a pass on a stale copy fails that write and is retried, and
-	// records the Event once, when it succeeds.
+	// After the status write: a pass on a stale copy fails that write and is retried (the log
+	// line is written again, with the same event id), and counts and records the Event once,
+	// when it succeeds.
+	auditDeliveries.WithLabelValues("logged").Inc()
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonAuditLogged, "Audit",
 		"Audit event %s (%s, %s, requested by %s) written to the manager's log; no storage service is configured",
 		ev.EventID, ev.Phase, ev.ActionType, requesterOf(ev))
@@ -288,7 +290,14 @@ func (r *AuditReconciler) event(ctx context.Context, obj *v1alpha1.KubernetesExe
 // release writes the status, then removes the audit finalizer: once the outcome of the delivery
 // is recorded, nothing keeps the execution any longer.
 func (r *AuditReconciler) release(ctx context.Context, before, obj *v1alpha1.KubernetesExecution) error {
-	if err := r.writeStatus(ctx, before, obj); err != nil {
+	err := r.writeStatus(ctx, before, obj)
+	if apierrors.IsConflict(err) {
+		// The execution changed since this pass read it (the execution controller wrote it). The
+		// delivery is recorded on the newer copy rather than forgotten: a pass that did not know
+		// of it would send the event again.
+		err = r.recordOnNewer(ctx, obj)
+	}
+	if err != nil {
 		return err
 	}
 	orig := obj.DeepCopy()
@@ -305,10 +314,33 @@ func (r *AuditReconciler) writeStatus(ctx context.Context, before, obj *v1alpha1
 		return nil
 	}
 	err := r.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
-	if err != nil {
-		return fmt.Errorf("writing the audit status: %w", client.IgnoreNotFound(err))
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("writing the audit status: %w", err)
 	}
 	return nil
+}
+
+// recordOnNewer writes obj's audit status and Audited condition onto the newest copy of the
+// execution the cache has, trying again while the copy is stale, and leaves that copy in obj.
+func (r *AuditReconciler) recordOnNewer(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+	st := obj.Status.Audit.DeepCopy()
+	audited := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionAudited).DeepCopy()
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		cur := &v1alpha1.KubernetesExecution{}
+		if err := r.Get(ctx, client.ObjectKeyFromObject(obj), cur); err != nil {
+			return err
+		}
+		before := cur.DeepCopy()
+		cur.Status.Audit = st.DeepCopy()
+		if audited != nil {
+			meta.SetStatusCondition(&cur.Status.Conditions, *audited)
+		}
+		if err := r.writeStatus(ctx, before, cur); err != nil {
+			return err
+		}
+		*obj = *cur
+		return nil
+	})
 }
 
 func (r *AuditReconciler) setAudited(obj *v1alpha1.KubernetesExecution, status metav1.ConditionStatus, reason, message string) {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -240,6 +241,13 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 			number, requester.Username, access.Describe(missing)), now)
 		return nil
 	}
+	if gone, err := r.targetGone(ctx, grant.Target); err != nil {
+		return err
+	} else if gone {
+		failExecution(obj, v1alpha1.ReasonTargetNotFound, fmt.Sprintf("attempt %d was not started: the target %s %s no longer exists",
+			number, obj.Spec.Action.Target.ResourceKind, targetName(obj.Spec.Action.Target)), now)
+		return nil
+	}
 	if err := r.reconcileGrant(ctx, obj, grant); err != nil {
 		if !apierrors.IsForbidden(err) {
 			return err
@@ -276,6 +284,35 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 	}
 	startedAttempt(obj, tpl, number, job.Name, now)
 	return nil
+}
+
+// targetGone reports whether the API server says the target does not exist: deleted since the
+// execution was admitted, or since its last attempt. It reads the target's metadata with the
+// manager's own rights, which the ceiling gives for the actions' targets; when they do not cover
+// reading it, the attempt starts and the action finds out.
+func (r *KubernetesExecutionReconciler) targetGone(ctx context.Context, t grants.Target) (bool, error) {
+	gvk, err := r.RESTMapper().KindFor(schema.GroupVersionResource{Group: t.Group, Resource: t.Resource})
+	if err != nil {
+		return false, err
+	}
+	obj := &metav1.PartialObjectMetadata{}
+	obj.SetGroupVersionKind(gvk)
+	err = r.APIReader.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Name}, obj)
+	switch {
+	case apierrors.IsNotFound(err):
+		return true, nil
+	case err == nil || apierrors.IsForbidden(err):
+		return false, nil
+	}
+	return false, err
+}
+
+// targetName is namespace/name, or name for a cluster-scoped target.
+func targetName(t v1alpha1.TargetSpec) string {
+	if t.Namespace == "" {
+		return t.ResourceName
+	}
+	return t.Namespace + "/" + t.ResourceName
 }
 
 // writeStatus patches the status once, if it changed, guarded by the resourceVersion it was

@@ -55,9 +55,14 @@ const (
 	// ReasonTemplateChanged: the ActionTemplate was edited, replaced or deleted after the
 	// execution was admitted; no further attempt starts.
 	ReasonTemplateChanged = "TemplateChanged"
-	// ReasonPodDisrupted: the attempt's pod was evicted, preempted or lost with its node, and the
-	// action is not idempotent, so the Job controller did not run it again.
+	// ReasonPodDisrupted: the attempt's pod was lost to something other than its action (evicted,
+	// preempted, lost with its node, or deleted while it ran). An evicted idempotent action's pod
+	// is run again by the Job controller within its attempt; a deleted one's attempt ends with
+	// this reason and the next attempt follows; an action that is not idempotent never runs
+	// again, and its execution fails with this reason.
 	ReasonPodDisrupted = "PodDisrupted"
+	// ReasonTargetNotFound: the target no longer exists when an attempt is due, so none starts.
+	ReasonTargetNotFound = "TargetNotFound"
 )
 
 // Reasons used by ActionTemplate conditions.

@@ -24,6 +24,7 @@ import (
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/internal/audit"
 	"github.com/kubernaut/kubernaut-executor/test/auditreceiver"
+	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 )
 
 // secret is a parameter value marked sensitive in the template's schema: it must never reach
@@ -114,6 +115,7 @@ var _ = Describe("Audit", func() {
 		var err error
 		ns, err = cluster.Namespace(ctx, "audit", nil)
 		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.Create(ctx, e2eutil.IdleDeployment(ns, "web"))).To(Succeed())
 		ensureTemplate(ctx, "audited-action")
 		Expect(receiver.SetFault(auditreceiver.Fault{})).To(Succeed())
 	})

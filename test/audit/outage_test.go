@@ -47,6 +47,7 @@ var _ = Describe("Audit through an outage, at scale (pods simulated by kwok)", O
 		DeferCleanup(func() { Expect(sim.Stop()).To(Succeed()) })
 		kc = sim.Client
 		Expect(kc.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		Expect(kc.Create(ctx, e2eutil.IdleDeployment(ns, "web"))).To(Succeed())
 		tpl := &v1alpha1.ActionTemplate{
 			ObjectMeta: metav1.ObjectMeta{Name: "audited-action"},
 			Spec: v1alpha1.ActionTemplateSpec{

@@ -262,7 +262,7 @@ func (r *run) checkInvariants(ctx context.Context) {
 		if e.Status.Phase.IsTerminal() {
 			row.Terminal++
 		}
-		if why := p.kind.verify(e); why != "" {
+		if why := p.kind.verify(e); why != "" && (r.accept == nil || !r.accept(p, e)) {
 			row.Lost++
 			r.problem("%s (%s): %s", p.key(), p.kind.name, why)
 		}

@@ -45,6 +45,9 @@ type run struct {
 	// grantsLeft are the grant objects seen after the executions ended or were deleted.
 	grantsLeft map[types.UID]string
 	finished   bool
+	// accept, when set, accepts an end other than the one an execution's kind implies (scenario
+	// 8: the target deleted before an attempt was due).
+	accept func(p *planned, e *v1alpha1.KubernetesExecution) bool
 
 	mu       sync.Mutex
 	problems []string
@@ -65,6 +68,14 @@ func pick[T any](short, full T) T {
 // scenario's choices do not depend on the order the scenarios run in) and its manager, with the
 // suite's flags and extra ones.
 func newRun(ctx context.Context, number int, title, size string, extraArgs ...string) *run {
+	r := newRunWithoutManager(ctx, number, title, size, extraArgs...)
+	r.startManager(ctx)
+	return r
+}
+
+// newRunWithoutManager is newRun for a scenario that starts its managers itself (scenario 2's
+// replicas): r.m is nil until the scenario sets it, and r.args are the flags they run with.
+func newRunWithoutManager(ctx context.Context, number int, title, size string, extraArgs ...string) *run {
 	r := &run{
 		row:        row{Scenario: number, Title: title, Size: size, Notes: map[string]any{}},
 		dir:        filepath.Join(s.out, fmt.Sprintf("scenario-%d", number)),
@@ -83,7 +94,6 @@ func newRun(ctx context.Context, number int, title, size string, extraArgs ...st
 		r.namespaces = append(r.namespaces, ns)
 		r.nsSet[ns] = true
 	}
-	r.startManager(ctx)
 	DeferCleanup(func() {
 		if r.finished {
 			return

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -328,6 +329,175 @@ var _ = Describe("Faults", func() {
 		r.finish(ctx)
 	}, SpecTimeout(pick(5*time.Minute, 12*time.Minute)))
 })
+
+// Targets and namespaces deleted under running executions.
+var _ = Describe("Faults", func() {
+	It("8: the target deleted mid-run, and a namespace deleted with executions in it", func(ctx SpecContext) {
+		n, m := pick(40, 200), pick(15, 60)
+		r := newRun(ctx, 8, "targets and namespaces deleted", fmt.Sprintf("%d executions, the target of a third of them deleted while they run; "+
+			"a namespace deleted with %d executions in it, their targets in another namespace", n, m))
+		items := workload("g", r.namespaces, n, r.rng)
+		orphaned := r.namespaces[0]
+		c := &creator{}
+		createCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		wait := c.atRate(createCtx, items, 4)
+
+		// The target deleted while its executions run, retry and wait to start: an attempt
+		// running then ends as its action does; none starts after it.
+		sleep(ctx, uniform(r.rng, 3*time.Second, pick(6*time.Second, 20*time.Second)))
+		r.must(s.k8s.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: orphaned, Name: targetName}}))
+		targetGone := time.Now()
+		r.event(ctx, "the target of the executions in %s deleted", orphaned)
+
+		// A namespace deleted with executions in it, running, retrying and waiting: each is
+		// cancelled, its grant (a Role in the target's namespace) revoked and its audit event
+		// stored, and nothing holds the namespace.
+		doomed := "chaos-8-doomed"
+		r.must(createNamespace(ctx, doomed))
+		doomedItems := workloadOf("x", []string{doomed}, m, r.rng, func(i int) *kind { return kinds[mix[i%len(mix)]] })
+		for _, p := range doomedItems {
+			p.targetNS = r.namespaces[1]
+		}
+		dc := &creator{}
+		dc.all(ctx, doomedItems, 4)
+		doomedAdmitted, errs := dc.result()
+		for _, err := range errs {
+			r.problem("%v", err)
+		}
+		r.waitJobsIn(ctx, doomed, m/3)
+		r.must(s.k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: doomed}}))
+		deleting := time.Now()
+		r.event(ctx, "namespace %s deleted with %d executions in it", doomed, len(doomedAdmitted))
+		gone := false
+		for time.Since(deleting) < 2*time.Minute && ctx.Err() == nil {
+			err := s.k8s.Get(ctx, client.ObjectKey{Name: doomed}, &corev1.Namespace{})
+			if gone = apierrors.IsNotFound(err); gone {
+				break
+			}
+			sleep(ctx, 500*time.Millisecond)
+		}
+		if gone {
+			r.row.Notes["namespace_deletion_seconds"] = time.Since(deleting).Seconds()
+			r.event(ctx, "namespace %s gone after %.1fs", doomed, time.Since(deleting).Seconds())
+		} else {
+			left, _ := executions(ctx, []string{doomed})
+			r.problem("namespace %s still there 2 minutes after its deletion; %d executions left in it", doomed, len(left))
+			for key, e := range left {
+				r.problem("%s: holds the namespace with finalizers %v (phase %q)", key, e.Finalizers, e.Status.Phase)
+			}
+		}
+		r.checkDoomed(ctx, doomed, doomedAdmitted)
+
+		wait()
+		r.admit(c)
+		r.faultEnd = time.Now()
+		// An execution whose target was deleted ends as its kind implies, or, when an attempt
+		// came due after the deletion, as TargetNotFound after the attempts its kind implies so far.
+		targetNotFound := 0
+		r.accept = func(p *planned, e *v1alpha1.KubernetesExecution) bool {
+			ready := meta.FindStatusCondition(e.Status.Conditions, v1alpha1.ConditionReady)
+			if p.ns != orphaned || e.Status.Phase != v1alpha1.PhaseFailed || ready == nil || ready.Reason != v1alpha1.ReasonTargetNotFound ||
+				!strings.HasSuffix(ready.Message, "no longer exists") || len(e.Status.Attempts) >= len(p.kind.reasons) ||
+				e.Status.CompletionTime == nil || e.Status.CompletionTime.Time.Before(targetGone.Truncate(time.Second)) {
+				return false
+			}
+			for i, a := range e.Status.Attempts {
+				if !contains(p.kind.reasons[i], a.Reason) {
+					return false
+				}
+			}
+			targetNotFound++
+			r.row.Notes["ended_target_not_found"] = targetNotFound
+			return true
+		}
+		r.waitDone(ctx, pick(3*time.Minute, 10*time.Minute))
+		r.finish(ctx)
+	}, SpecTimeout(pick(6*time.Minute, 20*time.Minute)))
+})
+
+// waitJobsIn waits until at least n Jobs exist in namespace ns.
+func (r *run) waitJobsIn(ctx context.Context, ns string, n int) {
+	Eventually(func(g Gomega) {
+		jobs := &batchv1.JobList{}
+		g.Expect(s.k8s.List(ctx, jobs, client.InNamespace(ns))).To(Succeed())
+		g.Expect(len(jobs.Items)).To(BeNumerically(">=", n))
+	}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(Succeed())
+}
+
+// checkDoomed checks what the executions of a deleted namespace left: each one's audit event
+// stored exactly once (cancelled, or the end it reached first), a Job created at most once per
+// attempt and none past the attempts its event records, and no grant left, in the namespace or
+// in the target's. They are not among r.admitted: their namespace is gone, so the other checks
+// would find them lost.
+func (r *run) checkDoomed(ctx context.Context, ns string, admitted []*planned) {
+	set := map[string]bool{ns: true}
+	r.row.Notes["namespace_executions"] = len(admitted)
+	events, err := storedEvents(set)
+	r.must(err)
+	reqs, err := apiRequests(set)
+	r.must(err)
+	creates := jobCreations(reqs, nil)
+	cancelled := 0
+	for _, p := range admitted {
+		evs := events[p.key()]
+		delete(events, p.key())
+		switch {
+		case len(evs) == 0:
+			r.row.AuditMissing++
+			r.problem("%s: deleted with its namespace, and no audit event stored", p.key())
+			continue
+		case len(evs) > 1:
+			r.row.AuditDuplicatesStored += len(evs) - 1
+			r.problem("%s: %d audit events stored", p.key(), len(evs))
+		}
+		if evs[0].Phase == "Cancelled" {
+			cancelled++
+		}
+		recorded := map[string]bool{}
+		for _, a := range evs[0].Attempts {
+			recorded[p.ns+"/"+a.Job] = true
+		}
+		for k := 1; k <= int(v1alpha1.MaxRetriesCap)+1; k++ {
+			job := p.ns + "/" + controllers.JobName(p.name, int32(k)) //nolint:gosec // at most 11
+			n := creates[job]
+			delete(creates, job)
+			switch {
+			case n > 1:
+				r.row.DuplicateAttempts += n - 1
+				r.problem("%s: Job %s created %d times", p.key(), job, n)
+			case n == 1 && !recorded[job]:
+				r.row.DuplicateAttempts++
+				r.problem("%s: Job %s created for an attempt its audit event does not record", p.key(), job)
+			}
+		}
+	}
+	r.row.Notes["namespace_executions_cancelled"] = cancelled
+	for key, n := range creates {
+		r.row.DuplicateAttempts += n
+		r.problem("Job %s created %d times, for no execution admitted", key, n)
+	}
+	for key, evs := range events {
+		r.row.AuditDuplicatesStored += len(evs)
+		r.problem("%s: %d audit events stored for an execution not admitted", key, len(evs))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left, err := grantObjects(ctx, set)
+		r.must(err)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			// Counted with the scenario's other grants left (checkDeletion).
+			for key, uid := range left {
+				r.grantsLeft[uid] = key + " (its execution deleted with its namespace)"
+			}
+			return
+		}
+		sleep(ctx, time.Second)
+	}
+}
 
 // runningPod waits until the pod of attempt of p runs, and returns it.
 func runningPod(ctx context.Context, p *planned, attempt string, timeout time.Duration) (*corev1.Pod, error) {

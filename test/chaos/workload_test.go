@@ -1,6 +1,7 @@
 package chaos_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -166,6 +167,8 @@ var mix = []int{0, 1, 0, 2, 4, 0, 3, 1, 4, 2}
 type planned struct {
 	ns, name string
 	kind     *kind
+	// targetNS is the namespace of the target ConfigMap, ns when empty.
+	targetNS string
 }
 
 func (p *planned) key() string { return p.ns + "/" + p.name }
@@ -178,7 +181,7 @@ func (p *planned) object() *v1alpha1.KubernetesExecution {
 			Action: v1alpha1.ActionSpec{
 				Type:       p.kind.templateOf(),
 				Parameters: &apiextensionsv1.JSON{Raw: fmt.Appendf(nil, `{"outcome":%q}`, p.kind.outcome)},
-				Target:     v1alpha1.TargetSpec{Namespace: p.ns, ResourceKind: "ConfigMap", ResourceName: targetName},
+				Target:     v1alpha1.TargetSpec{Namespace: cmp.Or(p.targetNS, p.ns), ResourceKind: "ConfigMap", ResourceName: targetName},
 			},
 			MaxRetries: ptr.To(p.kind.maxRetries),
 			DryRun:     p.kind.dryRun,
