@@ -148,8 +148,9 @@ bench-scale: controlplane build $(KWOK) ## Run the scale benchmark on the local 
 		BENCH_MANAGER_ARGS="$(BENCH_MANAGER_ARGS)" go run ./test/cmd/scalebench -out "$(CURDIR)/.work/bench"
 
 # The fault suite (test/chaos, docs/reliability.md): each scenario injects one fault (the manager
-# SIGKILLed, the API server and etcd restarted, the storage service down, the webhook
-# unreachable, the manager down past the Job TTL) into a mixed workload and checks that nothing
+# SIGKILLed, the leader of two replicas killed, the API server and etcd restarted, the storage
+# service down, the webhook unreachable, action pods evicted or deleted, the manager down past
+# the Job TTL, targets and namespaces deleted) into a mixed workload and checks that nothing
 # is lost, doubled, left granted or left unaudited. make chaos runs the full version; make test
 # runs the short one. CHAOS_SHORT=1 runs the short version here too; CHAOS_SEED=<n> replays a
 # run's random schedule (printed at the start). Results in .work/chaos/results.json.

@@ -156,9 +156,15 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        LeaderElectionID,
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		Cache:                   controllers.CacheOptions(opts.Namespace),
-		NewClient:               opts.NewClient,
-		PprofBindAddress:        disabledWhenEmpty(opts.PprofBindAddress),
+		// Give the lease up when the manager stops (SIGTERM: a rollout, a drain), so that the
+		// standby takes over at its next try, within seconds, instead of waiting out the lease.
+		// controller-runtime releases it once the controllers have stopped, and the binary exits
+		// as soon as the manager's Start returns (cmd/manager): no replica goes on reconciling
+		// after it gave the lease up.
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         controllers.CacheOptions(opts.Namespace),
+		NewClient:                     opts.NewClient,
+		PprofBindAddress:              disabledWhenEmpty(opts.PprofBindAddress),
 	}
 	if opts.SkipNameValidation {
 		mgrOpts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}

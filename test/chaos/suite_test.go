@@ -1,8 +1,9 @@
 // Package chaos_test is the fault suite (docs/reliability.md): each scenario runs a mixed
 // workload on the local control plane, pods finished by kwok, with the shipped manager binary as
-// a process of its own, injects one fault for real (the manager SIGKILLed, the storage service
-// answering 503, the webhook unreachable, the manager down past the Job TTL, the API server and
-// etcd restarted), and then checks the same invariants, from the cluster, the API server's own
+// a process of its own, injects one fault for real (the manager SIGKILLed, the leader of two
+// replicas killed, the storage service answering 503, the webhook unreachable, action pods
+// evicted or deleted, the manager down past the Job TTL, the API server and etcd restarted, a
+// target and a namespace deleted), and then checks the same invariants, from the cluster, the API server's own
 // audit log and the test storage service: nothing lost, nothing run twice, nothing left granted,
 // every audit event stored once, no finalizer left behind.
 //
