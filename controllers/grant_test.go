@@ -245,6 +245,7 @@ var _ = Describe("Just-in-time RBAC", func() {
 		Expect(k8s.Create(ctx, obj)).To(Succeed())
 		failing := execOn("disposable-fails", `{"sleepSeconds":8,"fail":true}`)
 		failing.Spec.Action.Type = tpl.Name
+		failing.Spec.Action.Target.ResourceName = "other" // beside the first: one execution per target at a time
 		Expect(k8s.Create(ctx, failing)).To(Succeed())
 		for _, o := range []*v1alpha1.KubernetesExecution{obj, failing} {
 			Eventually(grantsOf(ctx, o)).Should(Equal(2))

@@ -45,6 +45,9 @@ type ExecutorOptions struct {
 	// ActionImages maps an image name used in templates (for example kubernaut-actions) to the
 	// reference to run, so templates need not pin the project's release.
 	ActionImages map[string]string
+	// MaxRunningJobs caps the executions running at once (an attempt made, not ended), 0 for no
+	// cap; one over it waits in Pending (QueueFull) until another ends.
+	MaxRunningJobs int
 }
 
 // KubernetesExecutionReconciler runs each KubernetesExecution as one Job per attempt and
@@ -319,7 +322,11 @@ func targetName(t v1alpha1.TargetSpec) string {
 // computed from, and records an Event when the phase changed.
 func (r *KubernetesExecutionReconciler) writeStatus(ctx context.Context, before, obj *v1alpha1.KubernetesExecution) error {
 	obj.Status.ObservedGeneration = obj.Generation
+	// As the upstream controller counts: one more each time the execution enters Retrying.
 	obj.Status.RetryCount = max(attemptCount(obj)-1, 0)
+	if obj.Status.Phase == v1alpha1.PhaseRetrying {
+		obj.Status.RetryCount++
+	}
 	if equality.Semantic.DeepEqual(before.Status, obj.Status) {
 		return nil
 	}
@@ -455,13 +462,16 @@ const actionTypeIndex = ".spec.action.type"
 // waits on an image that cannot be pulled) and templates (an execution may wait for its
 // template to be checked).
 func (r *KubernetesExecutionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.KubernetesExecution{}, actionTypeIndex, func(o client.Object) []string {
-		return []string{o.(*v1alpha1.KubernetesExecution).Spec.Action.Type}
-	}); err != nil {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.KubernetesExecution{}, actionTypeIndex, actionTypeIndexFunc); err != nil {
 		return err
 	}
+	if err := indexQueue(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	waitingReaders.Store(r, struct{}{})
 	return ctrl.NewControllerManagedBy(mgr).
 		Watches(&v1alpha1.KubernetesExecution{}, executionEvents).
+		Watches(&v1alpha1.KubernetesExecution{}, r.queueEvents()).
 		Watches(&batchv1.Job{}, attemptJobEvents, builder.WithPredicates(jobEvents)).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podToExecution), builder.WithPredicates(podEvents)).
 		Watches(&v1alpha1.ActionTemplate{}, handler.EnqueueRequestsFromMapFunc(r.templateToExecutions)).

@@ -32,6 +32,9 @@ type observation struct {
 	Attempt *attemptFacts
 	// Jitter is a random number in [0, 1) that stretches the next backoff.
 	Jitter float64
+	// Gate, before the first attempt, is what holds it back (approval, the queue), nil when it
+	// may start.
+	Gate *gate
 }
 
 // refusal is why no further attempt of an execution may start. An attempt already running is
@@ -86,6 +89,10 @@ func decide(obj *v1alpha1.KubernetesExecution, o observation, backoff Backoff) d
 		setPhase(work, v1alpha1.PhasePending, v1alpha1.ReasonWaitingForTemplate, o.WaitingForTemplate, o.Now)
 		return decision{Status: work.Status}
 	}
+	if o.Gate != nil {
+		return decision{Status: work.Status, RequeueAfter: decideGate(work, o.Gate, o.Now)}
+	}
+	// The timeout counts from here: the gate is open.
 	if work.Status.StartTime == nil {
 		work.Status.StartTime = &metav1.Time{Time: o.Now}
 	}
@@ -204,7 +211,7 @@ func attemptOutcome(f *attemptFacts, a *v1alpha1.Attempt) outcome {
 // otherwise Failed.
 func afterFailure(obj *v1alpha1.KubernetesExecution, o observation, a *v1alpha1.Attempt, out outcome, backoff Backoff) {
 	now := o.Now
-	if obj.Status.Result == nil || obj.Status.Result.Success {
+	if r := obj.Status.Result; r == nil || r.Success || r.Error == "" {
 		obj.Status.Result = &v1alpha1.ExecutionResult{Error: out.Error, StartTime: a.StartTime, EndTime: a.EndTime, ExitCode: a.ExitCode}
 	}
 	if o.Refusal != nil {
@@ -314,6 +321,11 @@ func requeueAfter(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplat
 func startedAttempt(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, number int32, jobName string, now time.Time) {
 	obj.Status.Attempts = append(obj.Status.Attempts, v1alpha1.Attempt{Number: number, JobName: jobName})
 	obj.Status.NextRetryTime = nil
+	// The result exists from the first attempt's start: the upstream controller reads its
+	// start time without a nil check.
+	if obj.Status.Result == nil {
+		obj.Status.Result = &v1alpha1.ExecutionResult{StartTime: &metav1.Time{Time: now}}
+	}
 	setPhase(obj, v1alpha1.PhaseRunning, v1alpha1.ReasonProgressing,
 		fmt.Sprintf("Attempt %d of %d is running as Job %s", number, validation.MaxRetries(obj, tpl)+1, jobName), now)
 }

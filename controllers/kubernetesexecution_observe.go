@@ -29,6 +29,11 @@ func (r *KubernetesExecutionReconciler) observe(ctx context.Context, obj *v1alph
 			return o, err
 		}
 	}
+	if len(obj.Status.Attempts) == 0 && !obj.Status.Phase.IsTerminal() && o.Template != nil && o.Refusal == nil && o.WaitingForTemplate == "" {
+		if o.Gate, err = r.observeGate(ctx, obj, o.Template, o.Now); err != nil {
+			return o, err
+		}
+	}
 	return o, nil
 }
 

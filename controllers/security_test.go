@@ -156,7 +156,10 @@ var _ = Describe("The executor is never a way around RBAC", func() {
 		victim := onTarget("victim", `{"sleepSeconds":600}`)
 		Expect(k8s.Create(ctx, victim)).To(Succeed())
 		Eventually(phaseOf(ctx, victim)).Should(Equal(v1alpha1.PhaseRunning))
+		// On another target: the victim holds web while it runs.
+		Expect(k8s.Create(ctx, deployment(targetNS, "api"))).To(Succeed())
 		own := onTarget("own", `{}`)
+		own.Spec.Action.Target.ResourceName = "api"
 		Expect(k8s.Create(ctx, own)).To(Succeed())
 		// Settled: completed, audited and released, so that no write of the manager's races the
 		// forged ones below (a race would answer Conflict before admission is asked).

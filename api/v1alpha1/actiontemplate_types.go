@@ -82,7 +82,74 @@ type ActionTemplateSpec struct {
 	// resources are the action container's requests and limits. When unset, small defaults apply.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// mutating says whether the action changes its target. At most one execution of a mutating
+	// action runs on a target object at a time: another waits (Pending, TargetBusy) until it
+	// ends, in creation order. Read-only actions (false) run side by side. Default true.
+	// +optional
+	// +kubebuilder:default=true
+	Mutating *bool `json:"mutating,omitempty"`
+
+	// concurrency caps how many executions of this action run at once, cluster-wide; one over
+	// the cap waits (Pending, QueueFull), in creation order.
+	// +optional
+	Concurrency *ConcurrencyLimit `json:"concurrency,omitempty"`
+
+	// rateLimit caps how many executions of this action start per period, cluster-wide; one
+	// past it waits (Pending, RateLimited) until the oldest start in the period is older than
+	// the period.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+
+	// allowProtectedNamespaces lets executions of this action target the executor's protected
+	// namespaces (--protected-namespaces: kube-system, kube-public, kube-node-lease and the
+	// executor's own by default), which the webhook otherwise refuses.
+	// +optional
+	AllowProtectedNamespaces bool `json:"allowProtectedNamespaces,omitempty"`
+
+	// approval says whether executions of this action wait for a person's approval before
+	// anything runs: Optional (the default: an execution may ask for it with spec.approval),
+	// Required (every execution waits), or Never (none may ask).
+	// +optional
+	// +kubebuilder:default=Optional
+	Approval ApprovalPolicy `json:"approval,omitempty"`
 }
+
+// ConcurrencyLimit caps the executions of one action that run at once.
+type ConcurrencyLimit struct {
+	// max is the most executions of the action running at once, cluster-wide.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Max int32 `json:"max"`
+}
+
+// RateLimit caps the executions of one action that start in a sliding period.
+type RateLimit struct {
+	// max is the most executions of the action whose first attempt starts within one period.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Max int32 `json:"max"`
+
+	// per is the period, for example 1h.
+	// +required
+	Per metav1.Duration `json:"per"`
+}
+
+// ApprovalPolicy is whether executions of an action wait for approval.
+// +kubebuilder:validation:Enum=Optional;Required;Never
+type ApprovalPolicy string
+
+const (
+	// ApprovalOptional: an execution waits for approval when it asks (spec.approval: Required).
+	ApprovalOptional ApprovalPolicy = "Optional"
+	// ApprovalPolicyRequired: every execution of the action waits for approval.
+	ApprovalPolicyRequired ApprovalPolicy = "Required"
+	// ApprovalNever: no execution of the action may ask for approval.
+	ApprovalNever ApprovalPolicy = "Never"
+)
+
+// IsMutating reports whether the action changes its target (the default).
+func (s *ActionTemplateSpec) IsMutating() bool { return s.Mutating == nil || *s.Mutating }
 
 // TemplatedEnvVar is an environment variable whose value is a Go template.
 type TemplatedEnvVar struct {

@@ -9,6 +9,10 @@ const (
 	ConditionReconciling = "Reconciling"
 	// ConditionStalled is True when no progress is possible without a change by a person.
 	ConditionStalled = "Stalled"
+	// ConditionApproved is set on an execution that waits for approval: Unknown while it waits,
+	// True once approved, False once denied (or when the wait timed out). Setting it is how an
+	// approver decides; the webhook lets nobody but the manager change any other status field.
+	ConditionApproved = "Approved"
 	// ConditionRBACMaterialized is True when a template's rules exist as its ClusterRole, under
 	// the RBAC ceiling.
 	ConditionRBACMaterialized = "RBACMaterialized"
@@ -63,6 +67,24 @@ const (
 	ReasonPodDisrupted = "PodDisrupted"
 	// ReasonTargetNotFound: the target no longer exists when an attempt is due, so none starts.
 	ReasonTargetNotFound = "TargetNotFound"
+	// ReasonTargetBusy: another execution of a mutating action runs on the target; this one
+	// waits for it (Pending), or failed when its queue timeout passed first.
+	ReasonTargetBusy = "TargetBusy"
+	// ReasonQueueFull: the action's concurrency cap or the executor's cap on running Jobs
+	// (--max-running-jobs) is reached; the execution waits (Pending), or failed when its queue
+	// timeout passed first.
+	ReasonQueueFull = "QueueFull"
+	// ReasonRateLimited: the action's rate limit is reached; the execution waits (Pending), or
+	// failed when its queue timeout passed first.
+	ReasonRateLimited = "RateLimited"
+	// ReasonAwaitingApproval: the execution waits for a person to approve or deny it.
+	ReasonAwaitingApproval = "AwaitingApproval"
+	// ReasonApproved: an approver approved the execution.
+	ReasonApproved = "Approved"
+	// ReasonDenied: an approver denied the execution; it never runs.
+	ReasonDenied = "Denied"
+	// ReasonApprovalTimedOut: nobody decided within the execution's timeout; it never runs.
+	ReasonApprovalTimedOut = "ApprovalTimedOut"
 )
 
 // Reasons used by ActionTemplate conditions.

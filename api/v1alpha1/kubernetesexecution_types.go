@@ -7,11 +7,16 @@ import (
 )
 
 // ExecutionPhase is where an execution is in its life.
-// +kubebuilder:validation:Enum=Pending;Running;Retrying;Completed;Failed;TimedOut
+// +kubebuilder:validation:Enum=AwaitingApproval;Pending;Running;Retrying;Completed;Failed;TimedOut
 type ExecutionPhase string
 
 const (
-	// PhasePending: accepted, no Job created yet (for example while waiting for the template).
+	// PhaseAwaitingApproval: the execution waits for a person to approve or deny it (condition
+	// Approved=Unknown); no Job and no grant exist.
+	PhaseAwaitingApproval ExecutionPhase = "AwaitingApproval"
+	// PhasePending: accepted, no Job created yet: waiting for the template, for another
+	// execution on its target (TargetBusy), under a concurrency cap (QueueFull) or a rate limit
+	// (RateLimited).
 	PhasePending ExecutionPhase = "Pending"
 	// PhaseRunning: the Job of the current attempt exists and has not finished.
 	PhaseRunning ExecutionPhase = "Running"
@@ -52,10 +57,24 @@ type KubernetesExecutionSpec struct {
 	// +required
 	Action ActionSpec `json:"action"`
 
-	// timeout bounds the whole execution, retries and backoff included. When unset, the
-	// template's defaultTimeout applies.
+	// timeout bounds the execution from the start of its first attempt, retries and backoff
+	// included, and bounds the wait for approval. When unset or 0s, the template's
+	// defaultTimeout applies.
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// queueTimeout bounds the wait to start (behind another execution on the target, over a
+	// concurrency cap, past a rate limit), counted from the creation or the approval. Past it
+	// the execution fails with the reason it waited for. When unset or 0s, the timeout applies.
+	// +optional
+	QueueTimeout *metav1.Duration `json:"queueTimeout,omitempty"`
+
+	// approval: Required makes the execution wait for a person's approval before anything runs,
+	// on a template whose approval policy is Optional; a template's Required applies whatever
+	// this says.
+	// +optional
+	// +kubebuilder:validation:Enum=Required
+	Approval ApprovalRequest `json:"approval,omitempty"`
 
 	// maxRetries is how many times a failed attempt is retried (so at most maxRetries+1 Jobs).
 	// When unset, 3, or the template's retryPolicy.maxRetries when that is lower; when set, it
@@ -87,6 +106,12 @@ type AdmissionRecord struct {
 	// (with impersonation, the impersonated user).
 	// +required
 	Requester UserInfo `json:"requester"`
+
+	// createdBy is the user who created the execution on behalf of the requester (the
+	// kubernaut.io/on-behalf-of annotations), allowed because they may impersonate the requester;
+	// unset when the requester created it.
+	// +optional
+	CreatedBy *UserInfo `json:"createdBy,omitempty"`
 
 	// templateUID is the UID of the ActionTemplate that was checked.
 	// +optional
@@ -232,6 +257,17 @@ type KubernetesExecutionStatus struct {
 	// +optional
 	Result *ExecutionResult `json:"result,omitempty"`
 
+	// waitingSince is when the execution began to wait before its first attempt (for approval,
+	// behind another execution, under a cap or a rate limit): the approval and queue timeouts
+	// count from it (the queue timeout from the approval, when there was one).
+	// +optional
+	WaitingSince *metav1.Time `json:"waitingSince,omitempty"`
+
+	// approval is the decision on an execution that waited for approval: approved or denied,
+	// by whom, when and why, as the executor's webhook recorded it.
+	// +optional
+	Approval *ApprovalRecord `json:"approval,omitempty"`
+
 	// audit is the delivery of the execution's audit event, once it has ended.
 	// +optional
 	Audit *AuditStatus `json:"audit,omitempty"`
@@ -327,6 +363,43 @@ type ResourceUsage struct {
 	PeakMemoryBytes int64 `json:"peakMemoryBytes"`
 }
 
+// ApprovalRequest is whether an execution asks for approval.
+type ApprovalRequest string
+
+// ApprovalRequired asks for approval.
+const ApprovalRequired ApprovalRequest = "Required"
+
+// ApprovalDecision is an approver's decision.
+// +kubebuilder:validation:Enum=Approved;Denied
+type ApprovalDecision string
+
+const (
+	// DecisionApproved: the execution may run.
+	DecisionApproved ApprovalDecision = "Approved"
+	// DecisionDenied: the execution fails, with the approver's reason.
+	DecisionDenied ApprovalDecision = "Denied"
+)
+
+// ApprovalRecord is a decision on an execution that waited for approval.
+type ApprovalRecord struct {
+	// decision is Approved or Denied.
+	// +required
+	Decision ApprovalDecision `json:"decision"`
+
+	// approver is the user who set the Approved condition.
+	// +required
+	Approver UserInfo `json:"approver"`
+
+	// time is when the decision was made.
+	// +required
+	Time metav1.Time `json:"time"`
+
+	// reason is the approver's explanation (the Approved condition's message).
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason,omitempty"`
+}
+
 // KubernetesExecution runs one remediation action against one target as an isolated Job.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
@@ -337,6 +410,7 @@ type ResourceUsage struct {
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.action.target.resourceName`
 // +kubebuilder:printcolumn:name="Attempts",type=integer,JSONPath=`.status.attempts[-1:].number`,description="Attempts started"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,description="Why it is in its phase: what it waits for (TargetBusy, QueueFull, RateLimited, AwaitingApproval) or how it ended"
 // +kubebuilder:printcolumn:name="Target-NS",type=string,JSONPath=`.spec.action.target.namespace`,priority=1
 // +kubebuilder:printcolumn:name="Success",type=boolean,JSONPath=`.status.result.success`,priority=1
 // +kubebuilder:printcolumn:name="Requester",type=string,JSONPath=`.spec.admission.requester.username`,priority=1

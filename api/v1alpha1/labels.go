@@ -44,6 +44,15 @@ const (
 	// AnnotationPredefinedSource, on an ActionTemplate the manager created, names the ConfigMap
 	// it was created from, as <namespace>/<name>.
 	AnnotationPredefinedSource = "kubernaut.io/predefined-source"
+	// AnnotationOnBehalfOf, on an execution, names the user it is created for (an upstream
+	// controller acting for a person). The webhook accepts it only when the creator may
+	// impersonate that user (and the groups of AnnotationOnBehalfOfGroups); the named user is
+	// then the requester whose rights bound the execution, and the creator is recorded as
+	// spec.admission.createdBy.
+	AnnotationOnBehalfOf = "kubernaut.io/on-behalf-of"
+	// AnnotationOnBehalfOfGroups lists the groups of the user named by AnnotationOnBehalfOf,
+	// separated by commas.
+	AnnotationOnBehalfOfGroups = "kubernaut.io/on-behalf-of-groups"
 	// PredefinedTemplateKey is the data key of a predefined action's ConfigMap that holds the
 	// ActionTemplate, as YAML.
 	PredefinedTemplateKey = "actiontemplate.yaml"

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
@@ -31,6 +32,11 @@ var (
 // template generation's parameter schema once.
 type Validator struct {
 	Schemas paramschema.Cache
+	// ProtectedNamespaces are the namespaces no execution may target unless its template allows
+	// it (spec.allowProtectedNamespaces): the manager's --protected-namespaces and its own
+	// namespace. Admission and the controller read the same list, so an execution admitted
+	// before the list changed is refused before its first attempt too.
+	ProtectedNamespaces []string
 }
 
 // Execution returns every way obj does not fit tpl: target, timeout, retries and parameters,
@@ -48,16 +54,32 @@ func (v *Validator) Execution(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.A
 	}
 	// Whether the target needs a namespace depends on its kind's scope, which only the API
 	// server's discovery knows: grants.Compute checks it, at admission and at grant time.
+	if ns := target.Namespace; ns != "" && !tpl.Spec.AllowProtectedNamespaces && slices.Contains(v.ProtectedNamespaces, ns) {
+		errs = append(errs, field.Forbidden(targetPath.Child("namespace"), fmt.Sprintf(
+			"namespace %s is protected (the executor's --protected-namespaces); the action's template does not allow protected namespaces (spec.allowProtectedNamespaces)", ns)))
+	}
 
-	if spec.Timeout != nil {
+	// 0s, as an upstream controller sends for a step without a timeout, means the default.
+	for _, t := range []struct {
+		name string
+		d    *metav1.Duration
+	}{{"timeout", spec.Timeout}, {"queueTimeout", spec.QueueTimeout}} {
+		name, d := t.name, t.d
+		if d == nil {
+			continue
+		}
 		max := MaxTimeout(tpl)
 		switch {
-		case spec.Timeout.Duration <= 0:
-			errs = append(errs, field.Invalid(field.NewPath("spec", "timeout"), spec.Timeout.Duration.String(), "must be positive"))
-		case spec.Timeout.Duration > max:
-			errs = append(errs, field.Invalid(field.NewPath("spec", "timeout"), spec.Timeout.Duration.String(),
+		case d.Duration < 0:
+			errs = append(errs, field.Invalid(field.NewPath("spec", name), d.Duration.String(), "must not be negative (0s means the default)"))
+		case d.Duration > max:
+			errs = append(errs, field.Invalid(field.NewPath("spec", name), d.Duration.String(),
 				fmt.Sprintf("must be at most %s, the maxTimeout of action %q", max, tpl.Name)))
 		}
+	}
+	if spec.Approval == v1alpha1.ApprovalRequired && tpl.Spec.Approval == v1alpha1.ApprovalNever {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "approval"),
+			fmt.Sprintf("action %q never waits for approval (its template's approval is Never)", tpl.Name)))
 	}
 	if limit := tpl.Spec.RetryPolicy.MaxRetries; limit != nil && obj.Spec.MaxRetries != nil && *obj.Spec.MaxRetries > *limit {
 		errs = append(errs, field.Invalid(field.NewPath("spec", "maxRetries"), *obj.Spec.MaxRetries,
@@ -118,6 +140,21 @@ func Timeout(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) ti
 		return d.Duration
 	}
 	return fallbackDefaultTimeout
+}
+
+// QueueTimeout is how long the execution may wait to start: its own queueTimeout, or its
+// timeout.
+func QueueTimeout(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) time.Duration {
+	if obj.Spec.QueueTimeout != nil && obj.Spec.QueueTimeout.Duration > 0 {
+		return obj.Spec.QueueTimeout.Duration
+	}
+	return Timeout(obj, tpl)
+}
+
+// NeedsApproval reports whether the execution waits for a person's approval before it runs.
+func NeedsApproval(obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate) bool {
+	return tpl.Spec.Approval == v1alpha1.ApprovalPolicyRequired ||
+		(obj.Spec.Approval == v1alpha1.ApprovalRequired && tpl.Spec.Approval != v1alpha1.ApprovalNever)
 }
 
 // MaxTimeout is the longest timeout tpl allows.

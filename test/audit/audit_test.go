@@ -42,6 +42,8 @@ func ensureTemplate(ctx context.Context, name string) *v1alpha1.ActionTemplate {
 		Spec: v1alpha1.ActionTemplateSpec{
 			Image: "kubernaut-actions", Args: []string{"test-action"}, TargetKinds: []string{"Deployment"},
 			Parameters: &apiextensionsv1.JSON{Raw: []byte(auditedSchema)},
+			// It changes nothing: the suite's executions, which share a target, run side by side.
+			Mutating: ptr.To(false),
 		},
 	}
 	if err := k8s.Create(ctx, tpl); !apierrors.IsAlreadyExists(err) {

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
@@ -54,6 +55,8 @@ var _ = Describe("Audit through an outage, at scale (pods simulated by kwok)", O
 				// kwok ends the pod as its first argument says: anything but fail, exit-2 or
 				// hang succeeds.
 				Image: "kubernaut-actions", Args: []string{"ok"}, TargetKinds: []string{"Deployment"},
+				// It changes nothing: the 300 executions, which share a target, run side by side.
+				Mutating:   ptr.To(false),
 				Parameters: execution(ns, "", "", auditedSchema).Spec.Action.Parameters,
 			},
 		}

@@ -49,6 +49,8 @@ metadata:
   name: ` + name + `
 spec:
   description: Does nothing. In the fault suite, kwok ends its pod with the outcome its first argument names.
+  # It changes nothing, so the executions of one namespace, which share a target, run side by side.
+  mutating: false
   image: kubernaut-actions
   args: ["{{ .Parameters.outcome }}"]
   targetKinds: [ConfigMap]

@@ -40,6 +40,8 @@ metadata:
   name: %s
 spec:
   description: Does nothing. In the benchmark, kwok ends its pod with the outcome its first argument names.
+  # It changes nothing, so the executions of one namespace, which share a target, run side by side.
+  mutating: false
   image: kubernaut-actions
   args: %s
   targetKinds: [ConfigMap]
