@@ -89,8 +89,9 @@ chart-lint: $(HELM) $(CT) $(KUBE_SCORE) ## Lint the chart: chart-testing (ct lin
 	done
 
 .PHONY: build
-build: ## Build the manager, the action image's binary and the local control plane tool.
+build: ## Build the manager, the kubectl plugin (bin/kubectl-kubernaut), the action image's binary and the local control plane tool.
 	go build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/manager ./cmd/manager
+	go build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/kubectl-kubernaut ./cmd/kubectl-kubernaut
 	go build -o $(BIN)/kubernaut-actions ./actions
 	go build -o $(BIN)/localcluster ./test/cmd/localcluster
 	go build -o $(BIN)/auditreceiver ./test/cmd/auditreceiver
