@@ -410,7 +410,8 @@ func (r *KubernetesExecutionReconciler) jobPods(ctx context.Context, reader clie
 // than ending by itself. A pod deleted while it ran (kubectl delete, a controller cleaning up)
 // carries no DisruptionTarget condition, so the Job's pod failure policy does not see it: the
 // Job fails as if the action had, and the kubelet's kill signal is its exit code. Deleted means:
-//   - a pod whose deletion began before its action container ended; or
+//   - a pod whose deletion was asked for before its action container ended (its deletion
+//     timestamp less its grace period); or
 //   - a failed Job with no pod left at all. With a backoff limit of 0 and no TTL yet, nothing
 //     but a deletion removes a failed Job's only pod (the Job controller keeps failed pods, and
 //     the TTL is set only once the outcome is recorded), and its outcome can no longer be read.
@@ -428,8 +429,8 @@ func finishedPods(pods []corev1.Pod, finished *batchv1.JobCondition) (latest *co
 		return latest, false
 	}
 	if latestPod != nil {
-		del := latestPod.DeletionTimestamp
-		return latest, del != nil && !latest.FinishedAt.Before(del)
+		requested := deletionRequested(latestPod)
+		return latest, requested != nil && !latest.FinishedAt.Before(requested)
 	}
 	// No action container ended by itself: the pods were deleted before it ran, or are gone.
 	for i := range pods {
@@ -438,6 +439,20 @@ func finishedPods(pods []corev1.Pod, finished *batchv1.JobCondition) (latest *co
 		}
 	}
 	return nil, true
+}
+
+// deletionRequested is when the pod's deletion was asked for, nil when it was not: its deletion
+// timestamp is that moment plus the grace period (the time by which it must be gone).
+func deletionRequested(pod *corev1.Pod) *metav1.Time {
+	del := pod.DeletionTimestamp
+	if del == nil {
+		return nil
+	}
+	var grace time.Duration
+	if g := pod.DeletionGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	return &metav1.Time{Time: del.Add(-grace)}
 }
 
 // jobFinishedCondition returns the Job's Complete or Failed condition once it is True.

@@ -13,6 +13,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
@@ -339,12 +340,21 @@ func TestBuildJob(t *testing.T) {
 	}
 }
 
+// graced sets a deleted pod's grace period.
+func graced(p corev1.Pod, seconds int64) corev1.Pod {
+	p.DeletionGracePeriodSeconds = &seconds
+	return p
+}
+
 // TestFinishedPodsTellsADeletionFromAFailure: a failed Job's pod deleted while its action ran is
 // a disruption; one that ended by itself is the action's outcome, even if deleted afterwards.
 func TestFinishedPodsTellsADeletionFromAFailure(t *testing.T) {
 	at := func(sec int) *metav1.Time { return &metav1.Time{Time: time.Date(2026, 1, 1, 12, 0, sec, 0, time.UTC)} }
 	pod := func(deleted *metav1.Time, ended *metav1.Time, code int32) corev1.Pod {
 		p := corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: deleted}}
+		if deleted != nil {
+			p.DeletionGracePeriodSeconds = ptr.To[int64](0)
+		}
 		if ended != nil {
 			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: ActionContainerName,
 				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, FinishedAt: *ended}}}}
@@ -370,6 +380,10 @@ func TestFinishedPodsTellsADeletionFromAFailure(t *testing.T) {
 		{"completed, then deleted", []corev1.Pod{pod(at(9), at(5), 0)}, complete, 0, false},
 		{"completed, no pod left", nil, complete, -1, false},
 		{"the latest pod decides", []corev1.Pod{pod(at(1), at(2), 143), pod(nil, at(5), 1)}, failed, 1, false},
+		// The deletion timestamp is the request plus the grace period: deleted at 3 with 10
+		// seconds of grace, killed at 5, it says 13.
+		{"deleted with a grace period, killed within it", []corev1.Pod{graced(pod(at(13), at(5), 143), 10)}, failed, 143, true},
+		{"failed by itself, deleted afterwards with a grace period", []corev1.Pod{graced(pod(at(19), at(5), 1), 10)}, failed, 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			term, deleted := finishedPods(tc.pods, tc.finished)
