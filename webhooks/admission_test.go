@@ -161,6 +161,58 @@ var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func()
 		Entry("timeout above the template's maximum", `{replicas: 1}`, "  timeout: 2h", `spec.timeout: Invalid value: "2h0m0s": must be at most 10m0s, the maxTimeout of action "keywords"`),
 	)
 
+	// An upstream controller sends a zero timeout for a step that has none: the template's
+	// default applies (5m for keywords), not an immediate timeout.
+	It("admits timeout: 0s, and the execution runs with the template's default timeout", func(ctx SpecContext) {
+		out, err := apply(execution(ns, "zero-timeout", "keywords", `{replicas: 1}`, "  timeout: 0s\n  queueTimeout: 0s"))
+		Expect(err).NotTo(HaveOccurred(), out)
+		obj := &v1alpha1.KubernetesExecution{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "zero-timeout"}, obj)).To(Succeed())
+		Expect(obj.Spec.Timeout.Duration).To(BeZero())
+		Eventually(func() v1alpha1.ExecutionPhase {
+			_ = k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+			return obj.Status.Phase
+		}).Should(Equal(v1alpha1.PhaseCompleted))
+		jobs := jobsIn(ctx, ns)
+		Expect(jobs).To(HaveLen(1))
+		Expect(*jobs[0].Spec.ActiveDeadlineSeconds).To(BeNumerically("~", 300, 60), "the deadline is the template's default timeout")
+	})
+
+	It("rejects a negative timeout, naming the field", func(ctx SpecContext) {
+		out, err := apply(execution(ns, "bad-negative-timeout", "keywords", `{replicas: 1}`, "  timeout: -1s"))
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`spec.timeout: Invalid value: "-1s": must not be negative (0s means the default)`))
+		noJobs(ctx, ns)
+	})
+
+	// kube-system, kube-public, kube-node-lease and the manager's own namespace are protected by
+	// default (--protected-namespaces); a template opts in with spec.allowProtectedNamespaces.
+	It("rejects a target in a protected namespace, and admits it for a template that allows protected namespaces", func(ctx SpecContext) {
+		for _, protected := range []string{"kube-system", "kubernaut-system"} {
+			out, err := apply(e2eutil.ExecutionManifest(ns, "bad-protected", "keywords", `{replicas: 1}`, protected, "Deployment", "web"))
+			Expect(err).To(HaveOccurred(), out)
+			Expect(out).To(ContainSubstring(fmt.Sprintf(`spec.action.target.namespace: Forbidden: namespace %s is protected (the executor's --protected-namespaces); the action's template does not allow protected namespaces (spec.allowProtectedNamespaces)`, protected)))
+		}
+		noJobs(ctx, ns)
+		roles := &rbacv1.RoleList{}
+		Expect(k8s.List(ctx, roles, client.InNamespace("kube-system"), client.HasLabels{v1alpha1.LabelExecution})).To(Succeed())
+		Expect(roles.Items).To(BeEmpty(), "no grant in kube-system")
+
+		out, err := apply(strings.Replace(keywordsTemplate, "name: keywords", "name: keywords-system", 1) + "  allowProtectedNamespaces: true\n")
+		Expect(err).NotTo(HaveOccurred(), out)
+		waitReady(ctx, "keywords-system")
+		target := e2eutil.IdleDeployment("kube-system", "web-"+ns)
+		Expect(k8s.Create(ctx, target)).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { Expect(k8s.Delete(ctx, target)).To(Succeed()) })
+		out, err = apply(e2eutil.ExecutionManifest(ns, "system", "keywords-system", `{replicas: 1}`, "kube-system", "Deployment", target.Name))
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() v1alpha1.ExecutionPhase {
+			obj := &v1alpha1.KubernetesExecution{}
+			_ = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "system"}, obj)
+			return obj.Status.Phase
+		}).Should(Equal(v1alpha1.PhaseCompleted))
+	})
+
 	It("rejects an unknown action type", func(ctx SpecContext) {
 		out, err := apply(execution(ns, "unknown", "no-such-action", `{}`, ""))
 		Expect(err).To(HaveOccurred(), out)

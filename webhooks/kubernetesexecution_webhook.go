@@ -1,11 +1,13 @@
-// Package webhooks holds the executor's validating admission webhooks: a bad KubernetesExecution
-// or ActionTemplate is rejected at kubectl apply, with every offending field named, before any
-// Job exists.
+// Package webhooks holds the executor's admission webhooks: a bad KubernetesExecution or
+// ActionTemplate is rejected at kubectl apply, with every offending field named, before any Job
+// exists; and an execution carries who asked for it (and for whom), and who approved it, as the
+// API server authenticated them.
 package webhooks
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -85,9 +87,12 @@ func (v *KubernetesExecutionValidator) validate(ctx context.Context, obj *v1alph
 	if ready, _, message := validation.TemplateUsable(tpl); !ready {
 		errs = append(errs, field.Invalid(typePath, obj.Spec.Action.Type, fmt.Sprintf("ActionTemplate %q is not ready: %s", tpl.Name, message)))
 	}
-	user, err := requester(ctx, obj)
+	user, recErr, err := v.requester(ctx, obj)
 	if err != nil {
-		errs = append(errs, err)
+		return apierrors.NewInternalError(err)
+	}
+	if recErr != nil {
+		errs = append(errs, recErr)
 	} else if rec := obj.Spec.Admission; rec.TemplateUID != tpl.UID || rec.TemplateGeneration != tpl.Generation {
 		errs = append(errs, field.Invalid(admissionPath.Child("templateGeneration"), rec.TemplateGeneration,
 			fmt.Sprintf("ActionTemplate %q changed while the execution was admitted (now generation %d); apply the execution again", tpl.Name, tpl.Generation)))
@@ -119,18 +124,45 @@ func (v *KubernetesExecutionValidator) validate(ctx context.Context, obj *v1alph
 	return nil
 }
 
-// requester returns the user recorded at admission, after checking that it is the user making
-// the request (the defaulting webhook records it; the API server's admission policy enforces it
-// even without the webhooks).
-func requester(ctx context.Context, obj *v1alpha1.KubernetesExecution) (*v1alpha1.UserInfo, *field.Error) {
+// requester returns the user recorded at admission, whose rights bound the execution, after
+// checking the record against the request (the defaulting webhook records it; the API server's
+// admission policy enforces it even without the webhooks). The requester is the user who creates
+// the execution, or, when the execution is created on behalf of someone
+// (kubernaut.io/on-behalf-of), the user it names, provided the creator, recorded as createdBy,
+// may impersonate them. An error means the API server could not answer.
+func (v *KubernetesExecutionValidator) requester(ctx context.Context, obj *v1alpha1.KubernetesExecution) (*v1alpha1.UserInfo, *field.Error, error) {
 	rec := obj.Spec.Admission
 	if rec == nil {
-		return nil, field.Required(admissionPath, "the executor's defaulting webhook records the requester; it did not run")
+		return nil, field.Required(admissionPath, "the executor's defaulting webhook records the requester; it did not run"), nil
 	}
-	if req, err := admission.RequestFromContext(ctx); err == nil && !equality.Semantic.DeepEqual(rec.Requester, UserInfoOf(req.UserInfo)) {
-		return nil, field.Forbidden(admissionPath.Child("requester"), "must be the user who creates the execution")
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return &rec.Requester, nil, nil
 	}
-	return &rec.Requester, nil
+	creator := UserInfoOf(req.UserInfo)
+	named, onBehalf, fieldErr := onBehalfOf(obj)
+	switch {
+	case fieldErr != nil:
+		return nil, fieldErr, nil
+	case !onBehalf && rec.CreatedBy != nil:
+		return nil, field.Forbidden(admissionPath.Child("createdBy"), fmt.Sprintf(
+			"must be unset: the execution is not created on behalf of anyone (%s)", v1alpha1.AnnotationOnBehalfOf)), nil
+	case !onBehalf && !equality.Semantic.DeepEqual(rec.Requester, creator):
+		return nil, field.Forbidden(admissionPath.Child("requester"), "must be the user who creates the execution"), nil
+	case !onBehalf:
+		return &rec.Requester, nil, nil
+	case rec.CreatedBy == nil || !equality.Semantic.DeepEqual(*rec.CreatedBy, creator):
+		return nil, field.Forbidden(admissionPath.Child("createdBy"), "must be the user who creates the execution"), nil
+	case !equality.Semantic.DeepEqual(rec.Requester, named):
+		return nil, field.Forbidden(admissionPath.Child("requester"), fmt.Sprintf(
+			"must be the user the execution is created for (%s and %s)", v1alpha1.AnnotationOnBehalfOf, v1alpha1.AnnotationOnBehalfOfGroups)), nil
+	}
+	// The defaulting webhook checked this too; it is asked again (from the cache) so that a record
+	// that reached here without it is still bound by the creator's impersonation rights.
+	if fieldErr, err := checkImpersonation(ctx, v.Reviewer, creator, named); err != nil || fieldErr != nil {
+		return nil, fieldErr, err
+	}
+	return &rec.Requester, nil, nil
 }
 
 // UserInfoOf converts the API server's record of a user to the execution's.
@@ -146,13 +178,18 @@ func UserInfoOf(u authenticationv1.UserInfo) v1alpha1.UserInfo {
 }
 
 // AdmissionRecorder records, on a new execution, who asked for it and which generation of its
-// template was checked (spec.admission). A value the client sent is replaced; on an update the
-// stored record is kept, so a client that re-applies the execution without it (server-side apply
-// drops fields its manifest omits) neither loses nor changes it. It answers with a JSON patch of
-// that one field, so nothing else of the request is touched.
+// template was checked (spec.admission). The requester is the user who creates it, or the user
+// its kubernaut.io/on-behalf-of annotations name when the creator may impersonate that user and
+// its groups (the creator is then recorded as createdBy; otherwise the execution is refused). A
+// value the client sent is replaced; on an update the stored record is kept, so a client that
+// re-applies the execution without it (server-side apply drops fields its manifest omits)
+// neither loses nor changes it. It answers with a JSON patch of that one field, so nothing else
+// of the request is touched.
 type AdmissionRecorder struct {
 	// Reader reads ActionTemplates (the manager's cache).
 	Reader client.Reader
+	// Reviewer answers the creator's SubjectAccessReviews for impersonation.
+	Reviewer access.Creator
 }
 
 // +kubebuilder:webhook:path=/mutate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution,mutating=true,failurePolicy=fail,sideEffects=None,groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=create;update,versions=v1alpha1,name=mkubernetesexecution.kubernaut.io,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=Never,patch=`{"matchConditions":[{"name":"create-or-spec-change","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec"}]}`
@@ -171,7 +208,19 @@ func (d *AdmissionRecorder) Handle(ctx context.Context, req admission.Request) a
 	var want *v1alpha1.AdmissionRecord
 	switch req.Operation {
 	case admissionv1.Create:
-		want = &v1alpha1.AdmissionRecord{Requester: UserInfoOf(req.UserInfo)}
+		creator := UserInfoOf(req.UserInfo)
+		want = &v1alpha1.AdmissionRecord{Requester: creator}
+		named, onBehalf, fieldErr := onBehalfOf(obj)
+		if fieldErr == nil && onBehalf {
+			var err error
+			if fieldErr, err = checkImpersonation(ctx, d.Reviewer, creator, named); err != nil {
+				return admission.Errored(http.StatusInternalServerError, err)
+			}
+			want = &v1alpha1.AdmissionRecord{Requester: named, CreatedBy: &creator}
+		}
+		if fieldErr != nil {
+			return denied(invalid(obj, field.ErrorList{fieldErr}))
+		}
 		tpl := &v1alpha1.ActionTemplate{}
 		// Read without a copy, as the validator reads it: only its UID and generation are used.
 		switch err := d.Reader.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl, client.UnsafeDisableDeepCopy); {
@@ -196,6 +245,17 @@ func (d *AdmissionRecorder) Handle(ctx context.Context, req admission.Request) a
 		return admission.Patched("", jsonpatch.NewOperation("remove", "/spec/admission", nil))
 	}
 	return admission.Patched("", jsonpatch.NewOperation("add", "/spec/admission", want))
+}
+
+// denied answers a request with err, an API status error, as the API server's own: kubectl
+// prints its reason and each cause's field.
+func denied(err error) admission.Response {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return admission.Denied(err.Error())
+	}
+	result := status.Status()
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &result}}
 }
 
 func describeTarget(obj *v1alpha1.KubernetesExecution) string {

@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -17,9 +18,12 @@ type Config struct {
 	CeilingName string
 	// Reviewer answers the requester's SubjectAccessReviews (the manager's client when nil).
 	Reviewer access.Creator
+	// Clock stamps approvers' decisions (default the real clock).
+	Clock clock.PassiveClock
 }
 
-// Setup registers the validating webhooks with mgr's webhook server.
+// Setup registers the webhooks with mgr's webhook server: the validating ones, the requester
+// record and the approval record.
 func Setup(mgr ctrl.Manager, cfg Config) error {
 	if cfg.Reviewer == nil {
 		cfg.Reviewer = mgr.GetClient()
@@ -29,7 +33,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}).Complete(); err != nil {
 		return err
 	}
-	mgr.GetWebhookServer().Register(AdmissionRecorderPath, &webhook.Admission{Handler: &AdmissionRecorder{Reader: mgr.GetClient()}})
+	mgr.GetWebhookServer().Register(AdmissionRecorderPath, &webhook.Admission{Handler: &AdmissionRecorder{Reader: mgr.GetClient(), Reviewer: cfg.Reviewer}})
+	mgr.GetWebhookServer().Register(ApprovalRecorderPath, &webhook.Admission{Handler: &ApprovalRecorder{Clock: cfg.Clock}})
 	return ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ActionTemplate{}).WithValidator(&ActionTemplateValidator{
 		Reader: mgr.GetAPIReader(), CeilingName: cfg.CeilingName,
 	}).Complete()

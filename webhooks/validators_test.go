@@ -17,6 +17,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -41,7 +43,9 @@ import (
 // "verb resource/subresource in ns" only in that namespace (never cluster-wide).
 type reviewer struct {
 	allowed map[string]bool
-	asked   []string
+	// users, when it holds the reviewed user, answers for that user instead of allowed.
+	users map[string]map[string]bool
+	asked []string
 }
 
 func (r *reviewer) Create(_ context.Context, obj client.Object, _ ...client.CreateOption) error {
@@ -52,7 +56,11 @@ func (r *reviewer) Create(_ context.Context, obj client.Object, _ ...client.Crea
 		key += "/" + a.Subresource
 	}
 	r.asked = append(r.asked, fmt.Sprintf("%s %s as %s in %s named %s", key, a.Group, sar.Spec.User, a.Namespace, a.Name))
-	sar.Status.Allowed = r.allowed[key] || (a.Namespace != "" && r.allowed[key+" in "+a.Namespace])
+	allowed := r.allowed
+	if u, ok := r.users[sar.Spec.User]; ok {
+		allowed = u
+	}
+	sar.Status.Allowed = allowed[key] || (a.Namespace != "" && allowed[key+" in "+a.Namespace])
 	return nil
 }
 
@@ -130,6 +138,14 @@ func admitted(obj *v1alpha1.KubernetesExecution, user string) {
 	}
 }
 
+// onBehalfOfBob is an execution alice creates for bob (groups oncall and sre), recorded as the
+// defaulting webhook records it.
+func onBehalfOfBob(o *v1alpha1.KubernetesExecution) {
+	o.Annotations = map[string]string{v1alpha1.AnnotationOnBehalfOf: "bob", v1alpha1.AnnotationOnBehalfOfGroups: "oncall, sre,"}
+	o.Spec.Admission.Requester = v1alpha1.UserInfo{Username: "bob", Groups: []string{"oncall", "sre"}}
+	o.Spec.Admission.CreatedBy = &v1alpha1.UserInfo{Username: "alice", Groups: []string{"team"}}
+}
+
 // onNode targets node n1 with the drain template.
 func onNode(o *v1alpha1.KubernetesExecution) {
 	o.Spec.Action.Type = "drain"
@@ -165,14 +181,19 @@ func requestContext(user string) context.Context {
 func TestKubernetesExecutionValidator(t *testing.T) {
 	notReady := readyTemplate("stale", scaleSchema)
 	notReady.Status.Conditions[0].Status = metav1.ConditionFalse
-	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(readyTemplate("scale", scaleSchema), notReady, drainTemplate()).Build()
+	system := readyTemplate("scale-system", scaleSchema)
+	system.Spec.AllowProtectedNamespaces = true
+	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(readyTemplate("scale", scaleSchema), notReady, drainTemplate(), system).Build()
 	allPerms := map[string]bool{"get deployments": true, "patch deployments": true, "get deployments/scale": true, "patch deployments/scale": true}
 	nodeAdmin := map[string]bool{"get nodes": true, "patch nodes": true, "list pods": true, "create pods/eviction": true}
+	impersonator := map[string]bool{"impersonate users": true, "impersonate groups": true}
+	inKubeSystem := func(o *v1alpha1.KubernetesExecution) { o.Spec.Action.Target.Namespace = "kube-system" }
 
 	tests := []struct {
 		name    string
 		obj     *v1alpha1.KubernetesExecution
 		allowed map[string]bool
+		users   map[string]map[string]bool
 		want    []string
 	}{
 		{name: "valid", obj: execution(`{"replicas":3}`), allowed: allPerms},
@@ -211,11 +232,43 @@ func TestKubernetesExecutionValidator(t *testing.T) {
 			allowed: allPerms, want: []string{"spec.admission.requester: FieldValueForbidden"}},
 		{name: "template changed during admission", obj: execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) { o.Spec.Admission.TemplateGeneration = 2 }),
 			allowed: allPerms, want: []string{"spec.admission.templateGeneration: FieldValueInvalid"}},
+		{name: "a protected namespace", obj: execution(`{"replicas":1}`, inKubeSystem),
+			allowed: allPerms, want: []string{"spec.action.target.namespace: FieldValueForbidden"}},
+		{name: "a protected namespace, on a template that allows it", obj: execution(`{"replicas":1}`, inKubeSystem, func(o *v1alpha1.KubernetesExecution) {
+			o.Spec.Action.Type = "scale-system"
+			admitted(o, "alice")
+		}), allowed: allPerms},
+		{name: "on behalf of a user who holds the grant, by a creator who may impersonate them", obj: execution(`{"replicas":1}`, onBehalfOfBob),
+			users: map[string]map[string]bool{"alice": impersonator, "bob": allPerms}},
+		{name: "on behalf of a user who lacks the grant, by a creator who holds it", obj: execution(`{"replicas":1}`, onBehalfOfBob),
+			users: map[string]map[string]bool{"alice": merge(impersonator, allPerms), "bob": {"get deployments": true}},
+			want:  []string{"spec.action.target: FieldValueForbidden"}},
+		{name: "on behalf of a user the creator may not impersonate", obj: execution(`{"replicas":1}`, onBehalfOfBob),
+			users: map[string]map[string]bool{"alice": merge(allPerms, map[string]bool{"impersonate users": true}), "bob": allPerms},
+			want:  []string{"metadata.annotations[kubernaut.io/on-behalf-of]: FieldValueForbidden"}},
+		{name: "on behalf of a user, recorded as the creator's own", obj: execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) {
+			onBehalfOfBob(o)
+			admitted(o, "alice")
+		}), users: map[string]map[string]bool{"alice": merge(impersonator, allPerms)}, want: []string{"spec.admission.createdBy: FieldValueForbidden"}},
+		{name: "on behalf of a user, with other groups recorded", obj: execution(`{"replicas":1}`, onBehalfOfBob, func(o *v1alpha1.KubernetesExecution) {
+			o.Spec.Admission.Requester.Groups = []string{"system:masters"}
+		}), users: map[string]map[string]bool{"alice": impersonator, "bob": allPerms}, want: []string{"spec.admission.requester: FieldValueForbidden"}},
+		{name: "a creator recorded without the annotation", obj: execution(`{"replicas":1}`, onBehalfOfBob, func(o *v1alpha1.KubernetesExecution) {
+			o.Annotations = nil
+			o.Spec.Admission.Requester = v1alpha1.UserInfo{Username: "alice", Groups: []string{"team"}}
+		}), allowed: merge(impersonator, allPerms), want: []string{"spec.admission.createdBy: FieldValueForbidden"}},
+		{name: "more groups than the requester policy can check", obj: execution(`{"replicas":1}`, onBehalfOfBob, func(o *v1alpha1.KubernetesExecution) {
+			o.Annotations[v1alpha1.AnnotationOnBehalfOfGroups] = strings.Repeat("g,", 17)
+		}), allowed: merge(impersonator, allPerms), want: []string{"metadata.annotations[kubernaut.io/on-behalf-of-groups]: FieldValueTooMany"}},
+		{name: "groups without a user", obj: execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) {
+			o.Annotations = map[string]string{v1alpha1.AnnotationOnBehalfOfGroups: "system:masters"}
+		}), allowed: merge(impersonator, allPerms), want: []string{"metadata.annotations[kubernaut.io/on-behalf-of-groups]: FieldValueForbidden"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rev := &reviewer{allowed: tt.allowed}
-			v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev, Validator: &validation.Validator{}}
+			rev := &reviewer{allowed: tt.allowed, users: tt.users}
+			v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev,
+				Validator: &validation.Validator{ProtectedNamespaces: []string{"kube-system", "kubernaut-system"}}}
 			_, err := v.ValidateCreate(requestContext("alice"), tt.obj)
 			if got := causes(t, err); !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("causes %v, want %v (%v)", got, tt.want, err)
@@ -223,14 +276,45 @@ func TestKubernetesExecutionValidator(t *testing.T) {
 		})
 	}
 
+	// The messages name the protected namespace and the opt-in, and what the creator may not
+	// impersonate; the named user's rights are asked for the named user.
+	v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: &reviewer{allowed: allPerms},
+		Validator: &validation.Validator{ProtectedNamespaces: []string{"kube-system"}}}
+	_, err := v.ValidateCreate(requestContext("alice"), execution(`{"replicas":1}`, inKubeSystem))
+	if err == nil || !strings.Contains(err.Error(), `spec.action.target.namespace: Forbidden: namespace kube-system is protected (the executor's --protected-namespaces); the action's template does not allow protected namespaces (spec.allowProtectedNamespaces)`) {
+		t.Fatalf("protected namespace: %v", err)
+	}
+	rev := &reviewer{users: map[string]map[string]bool{"alice": {"impersonate users": true}, "bob": allPerms}}
+	v = &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev, Validator: &validation.Validator{}}
+	_, err = v.ValidateCreate(requestContext("alice"), execution(`{"replicas":1}`, onBehalfOfBob))
+	if err == nil || !strings.Contains(err.Error(), `metadata.annotations[kubernaut.io/on-behalf-of]: Forbidden: alice may not impersonate groups "oncall" (cluster-wide), impersonate groups "sre" (cluster-wide); an execution on behalf of bob needs the right to impersonate them and each of their groups`) {
+		t.Fatalf("on behalf of bob without impersonating his groups: %v", err)
+	}
+	impersonating := []string{"impersonate users  as alice in  named bob", "impersonate groups  as alice in  named oncall", "impersonate groups  as alice in  named sre"}
+	if !reflect.DeepEqual(rev.asked, impersonating) {
+		t.Fatalf("asked %q, want only %q", rev.asked, impersonating)
+	}
+	rev = &reviewer{users: map[string]map[string]bool{"alice": impersonator, "bob": allPerms}}
+	v = &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev, Validator: &validation.Validator{}}
+	if _, err = v.ValidateCreate(requestContext("alice"), execution(`{"replicas":1}`, onBehalfOfBob)); err != nil {
+		t.Fatal(err)
+	}
+	wantAsked := append([]string{
+		"get deployments apps as bob in prod named web", "get deployments/scale apps as bob in prod named web",
+		"patch deployments apps as bob in prod named web", "patch deployments/scale apps as bob in prod named web",
+	}, impersonating...)
+	if !reflect.DeepEqual(sortedCopy(rev.asked), sortedCopy(wantAsked)) {
+		t.Fatalf("asked %q, want %q", rev.asked, wantAsked)
+	}
+
 	// A node action is checked cluster-wide, every rule of its grant, naming what is missing.
-	rev := &reviewer{allowed: map[string]bool{"get nodes": true, "patch nodes": true}}
-	v := &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev, Validator: &validation.Validator{}}
-	_, err := v.ValidateCreate(requestContext("alice"), execution(``, onNode))
+	rev = &reviewer{allowed: map[string]bool{"get nodes": true, "patch nodes": true}}
+	v = &KubernetesExecutionValidator{Reader: reader, Mapper: testMapper(), Reviewer: rev, Validator: &validation.Validator{}}
+	_, err = v.ValidateCreate(requestContext("alice"), execution(``, onNode))
 	if err == nil || !strings.Contains(err.Error(), `alice may not create pods/eviction (cluster-wide), list pods (cluster-wide), which action "drain" would be granted on Node n1`) {
 		t.Fatalf("the rejection does not name the missing auxiliary permissions: %v", err)
 	}
-	wantAsked := []string{
+	wantAsked = []string{
 		"create pods/eviction  as alice in  named ", "get nodes  as alice in  named n1", "list pods  as alice in  named ", "patch nodes  as alice in  named n1",
 	}
 	if !reflect.DeepEqual(rev.asked, wantAsked) {
@@ -272,6 +356,24 @@ func TestKubernetesExecutionValidator(t *testing.T) {
 	if _, err := v.ValidateUpdate(context.Background(), old, relabelled); err != nil {
 		t.Fatalf("a finalizer change was refused: %v", err)
 	}
+}
+
+// sortedCopy returns a sorted copy of s.
+func sortedCopy(s []string) []string {
+	out := append([]string{}, s...)
+	sort.Strings(out)
+	return out
+}
+
+// merge returns the permissions of both sets.
+func merge(a, b map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range []map[string]bool{a, b} {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func TestActionTemplateValidator(t *testing.T) {
@@ -469,5 +571,113 @@ func TestAdmissionRecorder(t *testing.T) {
 	}})
 	if !resp.Allowed || len(resp.Patches) != 0 {
 		t.Fatalf("an unchanged record was patched: %+v", resp)
+	}
+
+	// On behalf of bob: bob and his groups are the requester, alice its creator, when she may
+	// impersonate him and them.
+	forBob := execution(`{"replicas":1}`, onBehalfOfBob, func(o *v1alpha1.KubernetesExecution) { admitted(o, "root") })
+	create := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{Operation: admissionv1.Create, UserInfo: user, Object: raw(forBob)}}
+	d.Reviewer = &reviewer{allowed: map[string]bool{"impersonate users": true, "impersonate groups": true}}
+	wantForBob := &v1alpha1.AdmissionRecord{
+		Requester: v1alpha1.UserInfo{Username: "bob", Groups: []string{"oncall", "sre"}}, CreatedBy: &want.Requester,
+		TemplateUID: "uid-scale", TemplateGeneration: 1,
+	}
+	if got := patched(d.Handle(context.Background(), create)); !reflect.DeepEqual(got, wantForBob) {
+		t.Fatalf("recorded %+v, want %+v", got, wantForBob)
+	}
+	// Without the right to impersonate one of his groups, the execution is refused, naming it.
+	d.Reviewer = &reviewer{allowed: map[string]bool{"impersonate users": true}}
+	resp = d.Handle(context.Background(), create)
+	if resp.Allowed || len(resp.Patches) != 0 || resp.Result == nil || resp.Result.Reason != metav1.StatusReasonInvalid || len(resp.Result.Details.Causes) != 1 {
+		t.Fatalf("an execution on behalf of a user the creator may not impersonate: %+v", resp)
+	}
+	if c := resp.Result.Details.Causes[0]; c.Field != "metadata.annotations[kubernaut.io/on-behalf-of]" ||
+		!strings.Contains(c.Message, `alice may not impersonate groups "oncall" (cluster-wide), impersonate groups "sre" (cluster-wide)`) {
+		t.Fatalf("cause %+v", c)
+	}
+}
+
+func TestApprovalRecorder(t *testing.T) {
+	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	waiting := execution(`{"replicas":1}`, func(o *v1alpha1.KubernetesExecution) {
+		o.Status.Phase = v1alpha1.PhaseAwaitingApproval
+		o.Status.Conditions = []metav1.Condition{
+			{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAwaitingApproval, LastTransitionTime: metav1.NewTime(now.Add(-time.Hour))},
+			{Type: v1alpha1.ConditionApproved, Status: metav1.ConditionUnknown, Reason: v1alpha1.ReasonAwaitingApproval, LastTransitionTime: metav1.NewTime(now.Add(-time.Hour))},
+		}
+	})
+	raw := func(obj *v1alpha1.KubernetesExecution) runtime.RawExtension {
+		b, err := json.Marshal(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return runtime.RawExtension{Raw: b}
+	}
+	bob := authenticationv1.UserInfo{Username: "bob", UID: "7", Groups: []string{"oncall", "system:authenticated"}}
+	review := func(old, obj *v1alpha1.KubernetesExecution) admission.Response {
+		a := &ApprovalRecorder{Clock: clocktesting.NewFakePassiveClock(now.Add(300 * time.Millisecond))}
+		return a.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			Operation: admissionv1.Update, SubResource: "status", UserInfo: bob, Object: raw(obj), OldObject: raw(old),
+		}})
+	}
+	decide := func(status metav1.ConditionStatus, message string) *v1alpha1.KubernetesExecution {
+		obj := waiting.DeepCopy()
+		obj.Status.Conditions[1].Status, obj.Status.Conditions[1].Reason, obj.Status.Conditions[1].Message = status, "ByHand", message
+		return obj
+	}
+
+	for _, tt := range []struct {
+		status   metav1.ConditionStatus
+		decision v1alpha1.ApprovalDecision
+	}{{metav1.ConditionTrue, v1alpha1.DecisionApproved}, {metav1.ConditionFalse, v1alpha1.DecisionDenied}} {
+		resp := review(waiting, decide(tt.status, "checked with the owner"))
+		if !resp.Allowed || len(resp.Patches) != 2 {
+			t.Fatalf("%s: want the record and the transition time, got %+v", tt.status, resp)
+		}
+		if p := resp.Patches[0]; p.Operation != "add" || p.Path != "/status/approval" {
+			t.Fatalf("%s: first patch %+v", tt.status, p)
+		}
+		b, _ := json.Marshal(resp.Patches[0].Value)
+		got := v1alpha1.ApprovalRecord{}
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		want := v1alpha1.ApprovalRecord{Decision: tt.decision, Approver: UserInfoOf(bob), Time: metav1.NewTime(now), Reason: "checked with the owner"}
+		if !equality.Semantic.DeepEqual(got, want) {
+			t.Fatalf("%s: recorded %+v, want %+v", tt.status, got, want)
+		}
+		if p := resp.Patches[1]; p.Operation != "replace" || p.Path != "/status/conditions/1/lastTransitionTime" || fmt.Sprint(p.Value) != fmt.Sprint(metav1.NewTime(now)) {
+			t.Fatalf("%s: second patch %+v", tt.status, p)
+		}
+	}
+
+	// A transition time the approver set is theirs.
+	obj := decide(metav1.ConditionTrue, "")
+	obj.Status.Conditions[1].LastTransitionTime = metav1.NewTime(now.Add(-time.Second))
+	if resp := review(waiting, obj); !resp.Allowed || len(resp.Patches) != 1 {
+		t.Fatalf("a decision with its own transition time: %+v", resp)
+	}
+
+	// Anything that is not a decision passes unrecorded: the status policy refuses it.
+	decided := waiting.DeepCopy()
+	decided.Status.Approval = &v1alpha1.ApprovalRecord{Decision: v1alpha1.DecisionApproved, Approver: v1alpha1.UserInfo{Username: "carol"}}
+	again := decided.DeepCopy()
+	again.Status.Conditions[1].Status = metav1.ConditionFalse
+	phaseOnly := waiting.DeepCopy()
+	phaseOnly.Status.Phase = v1alpha1.PhaseRunning
+	for name, pair := range map[string][2]*v1alpha1.KubernetesExecution{
+		"a second decision":           {decided, again},
+		"a change of another field":   {waiting, phaseOnly},
+		"the Approved condition kept": {waiting, waiting},
+	} {
+		if resp := review(pair[0], pair[1]); !resp.Allowed || len(resp.Patches) != 0 {
+			t.Errorf("%s: %+v", name, resp)
+		}
+	}
+
+	// A reason longer than the record holds is refused, naming the condition's message.
+	resp := review(waiting, decide(metav1.ConditionFalse, strings.Repeat("x", 1025)))
+	if resp.Allowed || resp.Result == nil || len(resp.Result.Details.Causes) != 1 || resp.Result.Details.Causes[0].Field != "status.conditions[1].message" {
+		t.Fatalf("a reason of 1025 bytes: %+v", resp)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -41,6 +42,7 @@ type settings struct {
 	events                      controllers.EventVolume
 	accessReviewTTL             time.Duration
 	pprofAddr                   string
+	protectedNamespaces         string
 	zap                         zap.Options
 }
 
@@ -57,6 +59,7 @@ func bindFlags(fs *flag.FlagSet) *settings {
 	fs.DurationVar(&s.executor.Backoff.Max, "retry-backoff-max", s.executor.Backoff.Max, "Longest delay between attempts, before jitter.")
 	fs.Float64Var(&s.executor.Backoff.Jitter, "retry-jitter", s.executor.Backoff.Jitter, "Largest random fraction added to a retry delay.")
 	fs.DurationVar(&s.executor.JobTTL, "job-ttl", 24*time.Hour, "How long a finished Job and its pod are kept once the attempt's outcome is recorded.")
+	fs.IntVar(&s.executor.MaxRunningJobs, "max-running-jobs", 0, "Executions running at once at most (an attempt made, not ended), across all actions; one over it waits in Pending (QueueFull), in creation order. 0: no cap.")
 	fs.DurationVar(&s.sweepInterval, "grant-sweep-interval", controllers.DefaultSweepInterval, "How often ServiceAccounts and RBAC grants whose execution no longer exists are removed (also at start).")
 	fs.StringVar(&s.images, "action-images", "kubernaut-actions=ghcr.io/kubernaut/kubernaut-actions:"+version,
 		"Comma-separated name=reference pairs: templates whose image is <name> run <reference>.")
@@ -74,6 +77,8 @@ func bindFlags(fs *flag.FlagSet) *settings {
 	fs.DurationVar(&s.accessReviewTTL, "access-review-cache-ttl", manager.DefaultAccessReviewTTL,
 		"How long the answer to a SubjectAccessReview (may this requester do this?) is reused for the same user and permission, by the webhook and before each attempt: a revoked right is honoured at most this long. 0 asks every time.")
 	fs.StringVar(&s.pprofAddr, "pprof-bind-address", "", "Address that serves Go's CPU and memory profiles (/debug/pprof/); empty serves none.")
+	fs.StringVar(&s.protectedNamespaces, "protected-namespaces", strings.Join(manager.DefaultProtectedNamespaces, ","),
+		"Comma-separated namespaces no execution may target unless its ActionTemplate allows it (spec.allowProtectedNamespaces); checked at admission and before the first attempt. The manager's own namespace (--namespace) is always protected too.")
 	fs.BoolVar(&s.enableWebhooks, "enable-webhooks", true, "Serve the validating admission webhooks.")
 	fs.StringVar(&s.webhook.Host, "webhook-host", "", "Address the webhook server listens on (all addresses when empty).")
 	fs.IntVar(&s.webhook.Port, "webhook-port", 9443, "Port of the webhook server.")
@@ -103,8 +108,16 @@ func (s *settings) check() error {
 	if s.kubeAPIQPS == 0 {
 		return errors.New("--kube-api-qps must not be 0 (a negative value lifts the limit)")
 	}
+	if s.executor.MaxRunningJobs < 0 {
+		return fmt.Errorf("--max-running-jobs must not be negative (0: no cap), not %d", s.executor.MaxRunningJobs)
+	}
 	if s.kubeAPIBurst < 1 {
 		return fmt.Errorf("--kube-api-burst must be at least 1, not %d", s.kubeAPIBurst)
+	}
+	for _, ns := range splitList(s.protectedNamespaces) {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("invalid --protected-namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
 	}
 	var err error
 	if s.executor.ActionImages, err = parseImages(s.images); err != nil {
@@ -127,6 +140,7 @@ func (s *settings) managerOptions() manager.Options {
 		KubeAPIBurst:            s.kubeAPIBurst,
 		AccessReviewTTL:         accessReviewTTL(s.accessReviewTTL),
 		PprofBindAddress:        s.pprofAddr,
+		ProtectedNamespaces:     splitList(s.protectedNamespaces),
 		MetricsBindAddress:      s.metricsAddr,
 		HealthProbeBindAddress:  s.probeAddr,
 		LeaderElection:          s.leaderElect,
@@ -192,6 +206,18 @@ func main() {
 		log.Error(err, "the manager stopped")
 		os.Exit(1)
 	}
+}
+
+// splitList returns the non-empty items of a comma-separated list, never nil: an empty flag is
+// an empty list, not the default.
+func splitList(s string) []string {
+	out := []string{}
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // parseImages reads name=reference pairs separated by commas.

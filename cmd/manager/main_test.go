@@ -125,3 +125,33 @@ func TestFlagsTheManagerRefuses(t *testing.T) {
 		t.Errorf("no namespace: error %v", err)
 	}
 }
+
+// TestTheChartSetsTheProtectedNamespaces checks that executor.protectedNamespaces reaches
+// --protected-namespaces and the manager's options, by default and when set, and that an empty
+// list is not read as the default.
+func TestTheChartSetsTheProtectedNamespaces(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		values map[string]any
+		want   []string
+	}{
+		{name: "defaults", want: []string{"kube-system", "kube-public", "kube-node-lease"}},
+		{name: "set", values: map[string]any{"executor": map[string]any{"protectedNamespaces": []any{"prod", "payments"}}}, want: []string{"prod", "payments"}},
+		{name: "empty", values: map[string]any{"executor": map[string]any{"protectedNamespaces": []any{}}}, want: []string{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := chartArgs(t, tt.values)
+			s, err := parse(args)
+			if err != nil {
+				t.Fatalf("the manager refuses the chart's args %v: %v", args, err)
+			}
+			if got := s.managerOptions().ProtectedNamespaces; got == nil || strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("from %v: protected namespaces %#v, want %#v", args, got, tt.want)
+			}
+		})
+	}
+	if _, err := parse([]string{"--namespace=ns", "--protected-namespaces=kube-system,Kube_Public"}); err == nil ||
+		!strings.Contains(err.Error(), `invalid --protected-namespaces: "Kube_Public" is not a namespace name`) {
+		t.Errorf("a bad namespace name: error %v", err)
+	}
+}

@@ -88,7 +88,13 @@ func Build(obj *v1alpha1.KubernetesExecution, in Inputs) (Event, error) {
 	if adm := spec.Admission; adm != nil {
 		groups := append([]string{}, adm.Requester.Groups...)
 		ev.Requester = &Requester{Username: adm.Requester.Username, UID: adm.Requester.UID, Groups: groups}
+		if c := adm.CreatedBy; c != nil {
+			ev.CreatedBy = &Requester{Username: c.Username, UID: c.UID, Groups: append([]string{}, c.Groups...)}
+		}
 		ev.Template.Generation = adm.TemplateGeneration
+	}
+	if a := status.Approval; a != nil {
+		ev.Approval = &Approval{Decision: string(a.Decision), Approver: a.Approver.Username, Time: a.Time.UTC(), Reason: a.Reason}
 	}
 	return ev, nil
 }

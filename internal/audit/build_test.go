@@ -106,7 +106,7 @@ func TestBuildCompleted(t *testing.T) {
 		`"result":{"success":true,"output":"scaled web from 1 to 3","error":"","duration":8},` +
 		`"jobInfo":{"name":"scale-web-1","podName":"scale-web-1-x7k2p","exitCode":0,"resourceUsage":{"cpuSeconds":0.42,"peakMemoryBytes":31457280}},` +
 		`"workflowExecutionRef":{"name":"wf-1","namespace":"kubernaut"},"stepIndex":2,"dryRun":false,` +
-		`"requester":{"username":"jane","uid":"u-1","groups":["sre","system:authenticated"]},` +
+		`"requester":{"username":"jane","uid":"u-1","groups":["sre","system:authenticated"]},"createdBy":null,"approval":null,` +
 		`"template":{"name":"scale-deployment","generation":3,"image":"registry.example/kubernaut-actions:v1.2.0"},` +
 		`"parameters":{"replicas":3},` +
 		`"attempts":[{"number":1,"job":"scale-web-1","pod":"scale-web-1-x7k2p","start":"2026-03-01T10:00:02Z","end":"2026-03-01T10:00:10Z","exitCode":0,"reason":"Succeeded"}],` +
@@ -227,6 +227,44 @@ func TestBuild(t *testing.T) {
 			expect(t, "groups", strings.Join(ev.Requester.Groups, ","), "sre,system:authenticated")
 			expect(t, "template generation", ev.Template.Generation, int64(3))
 			expect(t, "cluster", ev.Cluster, "edge-1")
+		},
+	}, {
+		name: "created on behalf of the requester, and approved: both identities and the approver",
+		mutate: func(obj *v1alpha1.KubernetesExecution) {
+			obj.Spec.Admission.Requester = v1alpha1.UserInfo{Username: "jane", Groups: []string{"sre"}}
+			obj.Spec.Admission.CreatedBy = &v1alpha1.UserInfo{Username: "system:serviceaccount:kubernaut:workflow", UID: "sa-1"}
+			obj.Status.Approval = &v1alpha1.ApprovalRecord{
+				Decision: v1alpha1.DecisionApproved, Time: metav1.NewTime(t0.Add(-500 * time.Millisecond).In(time.FixedZone("CET", 3600))),
+				Approver: v1alpha1.UserInfo{Username: "bob", Groups: []string{"oncall"}}, Reason: "checked with the owner",
+			}
+		},
+		check: func(t *testing.T, ev Event) {
+			expect(t, "requester", ev.Requester.Username, "jane")
+			b, _ := ev.Encode()
+			for _, s := range []string{
+				`"createdBy":{"username":"system:serviceaccount:kubernaut:workflow","uid":"sa-1","groups":[]}`,
+				`"approval":{"decision":"Approved","approver":"bob","time":"2026-03-01T09:59:59.5Z","reason":"checked with the owner"}`,
+			} {
+				if !bytes.Contains(b, []byte(s)) {
+					t.Errorf("event JSON lacks %s: %s", s, b)
+				}
+			}
+		},
+	}, {
+		name: "denied: the approver's reason",
+		mutate: func(obj *v1alpha1.KubernetesExecution) {
+			obj.Status.Phase = v1alpha1.PhaseFailed
+			obj.Status.Attempts, obj.Status.Result, obj.Status.StartTime = nil, nil, nil
+			obj.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonDenied}}
+			obj.Status.Approval = &v1alpha1.ApprovalRecord{Decision: v1alpha1.DecisionDenied, Time: metav1.NewTime(t1),
+				Approver: v1alpha1.UserInfo{Username: "bob"}, Reason: "not during the freeze"}
+		},
+		check: func(t *testing.T, ev Event) {
+			expect(t, "reason", ev.Reason, v1alpha1.ReasonDenied)
+			expect(t, "approval", *ev.Approval, Approval{Decision: "Denied", Approver: "bob", Time: t1, Reason: "not during the freeze"})
+			if ev.CreatedBy != nil {
+				t.Errorf("createdBy %+v for an execution its requester created", ev.CreatedBy)
+			}
 		},
 	}, {
 		name: "a template edited after admission does not change the recorded generation",

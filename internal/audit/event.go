@@ -72,6 +72,13 @@ type Event struct {
 	// Requester is the user the executor admitted the execution for; null when the execution
 	// carries no admission record.
 	Requester *Requester `json:"requester"`
+	// CreatedBy is the user who created the execution on the requester's behalf
+	// (kubernaut.io/on-behalf-of), allowed because they may impersonate the requester; null
+	// when the requester created it.
+	CreatedBy *Requester `json:"createdBy"`
+	// Approval is the approver's decision on an execution that waited for approval; null when
+	// none was made (no approval needed, or the wait timed out).
+	Approval *Approval `json:"approval"`
 	// Template is the ActionTemplate as it was admitted and run.
 	Template Template `json:"template"`
 	// Parameters are the execution's parameters, a JSON object, with every sensitive value
@@ -145,6 +152,18 @@ type Requester struct {
 	UID string `json:"uid"`
 	// Groups the user belonged to.
 	Groups []string `json:"groups"`
+}
+
+// Approval is an approver's decision, as the executor's webhook recorded it.
+type Approval struct {
+	// Decision is Approved or Denied.
+	Decision string `json:"decision"`
+	// Approver is the username of the user who decided.
+	Approver string `json:"approver"`
+	// Time is when they decided, in UTC.
+	Time time.Time `json:"time"`
+	// Reason is the approver's explanation; empty when they gave none.
+	Reason string `json:"reason"`
 }
 
 // Template identifies the ActionTemplate an execution ran.

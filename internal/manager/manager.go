@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -87,6 +88,11 @@ type Options struct {
 	AccessReviewTTL time.Duration
 	// PprofBindAddress serves net/http/pprof's profiles; empty or "0" serves none.
 	PprofBindAddress string
+	// ProtectedNamespaces are the namespaces no execution may target unless its template allows
+	// it (spec.allowProtectedNamespaces), checked at admission and before the first attempt.
+	// Namespace is always added. Nil means DefaultProtectedNamespaces; an empty, non-nil list
+	// protects Namespace alone.
+	ProtectedNamespaces []string
 
 	// MetricsBindAddress is the metrics endpoint's address; empty or "0" serves none.
 	MetricsBindAddress string
@@ -109,6 +115,11 @@ type Options struct {
 	// controller-runtime's client.New when nil.
 	NewClient client.NewClientFunc
 }
+
+// DefaultProtectedNamespaces are the namespaces protected when Options.ProtectedNamespaces is
+// nil, besides the manager's own: Kubernetes' own namespaces, where an action would touch the
+// control plane's and the nodes' workloads.
+var DefaultProtectedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
 
 // DefaultAccessReviewTTL is how long a SubjectAccessReview's answer is reused: long enough that a
 // burst of executions from one requester asks the API server once per permission, short enough
@@ -176,8 +187,9 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
-	// One validator for the controllers and the webhooks: each template's schema compiles once.
-	validator := &validation.Validator{}
+	// One validator for the controllers and the webhooks: each template's schema compiles once,
+	// and both refuse the same protected namespaces.
+	validator := &validation.Validator{ProtectedNamespaces: protectedNamespaces(opts.ProtectedNamespaces, opts.Namespace)}
 	// One cache of SubjectAccessReview answers for the webhook and the controller.
 	ttl := opts.AccessReviewTTL
 	if ttl == 0 {
@@ -201,7 +213,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		return nil, fmt.Errorf("setting up the controllers: %w", err)
 	}
 	if opts.Webhooks != nil {
-		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: opts.CeilingName, Reviewer: reviewer}); err != nil {
+		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: opts.CeilingName, Reviewer: reviewer, Clock: opts.Clock}); err != nil {
 			return nil, fmt.Errorf("setting up the webhooks: %w", err)
 		}
 	}
@@ -212,6 +224,22 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		return nil, fmt.Errorf("adding the readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// protectedNamespaces returns the namespaces the executor protects: listed, or the defaults
+// when listed is nil, and always the manager's own, where a compromised action could reach the
+// manager's ServiceAccount and certificates.
+func protectedNamespaces(listed []string, own string) []string {
+	if listed == nil {
+		listed = DefaultProtectedNamespaces
+	}
+	out := make([]string, 0, len(listed)+1)
+	for _, ns := range append(slices.Clone(listed), own) {
+		if ns != "" && !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	return out
 }
 
 // withRateLimit returns a copy of cfg with the client-side rate limit qps and burst, or their

@@ -61,3 +61,19 @@ func TestRateLimit(t *testing.T) {
 		t.Errorf("the caller's config was changed: QPS %v, burst %d", cfg.QPS, cfg.Burst)
 	}
 }
+
+func TestProtectedNamespaces(t *testing.T) {
+	for _, tt := range []struct {
+		listed      []string
+		want        string
+		description string
+	}{
+		{nil, "kube-system,kube-public,kube-node-lease,kubernaut-system", "the defaults and the manager's own"},
+		{[]string{}, "kubernaut-system", "an empty list still protects the manager's own"},
+		{[]string{"prod", "kubernaut-system", "prod"}, "prod,kubernaut-system", "as given, once each"},
+	} {
+		if got := strings.Join(protectedNamespaces(tt.listed, "kubernaut-system"), ","); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.description, got, tt.want)
+		}
+	}
+}

@@ -710,28 +710,52 @@ func TestMain(m *testing.M) {
 }
 
 // TestRequesterRecordAndStatusPolicies checks what keeps an execution's requester and status
-// honest: the mutating webhook that records the requester on create and keeps it on update, with
-// the release's failure policy; and the two admission policies the API server enforces itself,
-// bound with Deny, the status policy naming this release's manager.
+// honest: the mutating webhooks that record the requester (on create, kept on update) with the
+// release's failure policy, and each approver's decision on the status subresource, which fails
+// closed whatever the release's failure policy and leaves out this release's manager; and the
+// two admission policies the API server enforces itself, bound with Deny, the status policy
+// naming this release's manager.
 func TestRequesterRecordAndStatusPolicies(t *testing.T) {
-	objs := mustRender(t, "default-values.yaml")
-	mutating := objs["MutatingWebhookConfiguration"]
-	if len(mutating) != 1 {
-		t.Fatalf("%d mutating webhook configurations", len(mutating))
-	}
-	hooks := mutating[0].Object["webhooks"].([]any)
-	if len(hooks) != 1 {
-		t.Fatalf("%d mutating webhooks", len(hooks))
-	}
-	w := hooks[0].(map[string]any)
-	rule := w["rules"].([]any)[0].(map[string]any)
-	if fmt.Sprint(rule["resources"]) != "[kubernetesexecutions]" || fmt.Sprint(rule["operations"]) != "[CREATE UPDATE]" || w["failurePolicy"] != "Fail" {
-		t.Errorf("mutating webhook %v", w)
-	}
 	manager := "system:serviceaccount:kubernaut-system:kx-kubernaut-executor"
+	for _, failurePolicy := range []string{"Fail", "Ignore"} {
+		objs, err := render(t, "default-values.yaml", map[string]any{"webhook": map[string]any{"failurePolicy": failurePolicy}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mutating := objs["MutatingWebhookConfiguration"]
+		if len(mutating) != 1 {
+			t.Fatalf("%d mutating webhook configurations", len(mutating))
+		}
+		hooks := map[string]map[string]any{}
+		for _, h := range mutating[0].Object["webhooks"].([]any) {
+			w := h.(map[string]any)
+			hooks[fmt.Sprint(w["name"])] = w
+		}
+		if len(hooks) != 2 {
+			t.Fatalf("mutating webhooks %v", hooks)
+		}
+		record := hooks["mkubernetesexecution.kubernaut.io"]
+		rule := record["rules"].([]any)[0].(map[string]any)
+		if fmt.Sprint(rule["resources"]) != "[kubernetesexecutions]" || fmt.Sprint(rule["operations"]) != "[CREATE UPDATE]" || record["failurePolicy"] != failurePolicy {
+			t.Errorf("requester record webhook with webhook.failurePolicy %s: failurePolicy %v, rule %v", failurePolicy, record["failurePolicy"], rule)
+		}
+		approval := hooks["mkubernetesexecution-approval.kubernaut.io"]
+		rule = approval["rules"].([]any)[0].(map[string]any)
+		if fmt.Sprint(rule["resources"]) != "[kubernetesexecutions/status]" || fmt.Sprint(rule["operations"]) != "[UPDATE]" || approval["failurePolicy"] != "Fail" {
+			t.Errorf("approval webhook with webhook.failurePolicy %s: failurePolicy %v, rule %v", failurePolicy, approval["failurePolicy"], rule)
+		}
+		if c := fmt.Sprint(approval["matchConditions"]); !strings.Contains(c, "request.userInfo.username != '"+manager+"'") {
+			t.Errorf("the approval webhook does not leave out the release's manager %s: %v", manager, c)
+		}
+	}
+	objs := mustRender(t, "default-values.yaml")
 	status := find(t, objs, "ValidatingAdmissionPolicy", "kubernaut-executor-status-writer")
-	if !strings.Contains(fmt.Sprint(status.Object["spec"]), "request.userInfo.username == '"+manager+"'") {
-		t.Errorf("the status policy does not name the release's manager %s: %v", manager, status.Object["spec"])
+	spec := fmt.Sprint(status.Object["spec"])
+	if !strings.Contains(spec, "request.userInfo.username != '"+manager+"'") || !strings.Contains(spec, "only the executor ("+manager+")") {
+		t.Errorf("the status policy does not name the release's manager %s: %v", manager, spec)
+	}
+	if strings.Contains(spec, "kubernaut-system:kubernaut-executor'") {
+		t.Errorf("the status policy still names the manager of config/: %v", spec)
 	}
 	find(t, objs, "ValidatingAdmissionPolicy", "kubernaut-executor-requester")
 	for _, name := range []string{"kubernaut-executor-status-writer", "kubernaut-executor-requester"} {
