@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -263,6 +265,62 @@ var _ = Describe("The predefined actions", func() {
 		Expect(json.Unmarshal(obj.Status.Result.Data.Raw, &data)).To(Succeed())
 		Expect(data["evicted"]).To(ConsistOf(ns+"/worker-a", ns+"/worker-b"))
 		Expect(data["skipped"]).To(ContainElement(ns + "/" + dsPod + " (DaemonSet)"))
+	})
+
+	It("drain-node runs one at a time cluster-wide: three requests on three Nodes wait their turn, in creation order", func(ctx SpecContext) {
+		// Nodes with no kubelet and no pods: each drain cordons its Node and finds nothing to
+		// evict, so it is quick, and the chart's concurrency cap of 1 is what orders them.
+		var names []string
+		for i := range 3 {
+			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("capped-node-%d", i)}}
+			Expect(k8s.Create(ctx, node)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, node))).To(Succeed()) })
+			names = append(names, node.Name)
+		}
+		// All three at once, in one apply: their creation times tie (whole seconds), and the
+		// names, drain-0 to drain-2, give the order.
+		var manifests []string
+		for i, node := range names {
+			manifests = append(manifests, e2eutil.ExecutionManifest(ns, fmt.Sprintf("drain-%d", i), "drain-node", `{timeoutSeconds: 30}`, "", "Node", node))
+		}
+		out, err := e2eutil.Kubectl(cluster.Kubeconfig, strings.Join(manifests, "\n---\n"), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred(), out)
+		execs := func(g Gomega) []v1alpha1.KubernetesExecution {
+			out := make([]v1alpha1.KubernetesExecution, len(names))
+			for i := range names {
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("drain-%d", i)}, &out[i])).To(Succeed())
+			}
+			return out
+		}
+		sawQueueFull := false
+		Eventually(func(g Gomega) {
+			running, done := 0, 0
+			for _, e := range execs(g) {
+				switch {
+				case e.Status.Phase == v1alpha1.PhaseRunning || e.Status.Phase == v1alpha1.PhaseRetrying:
+					running++
+				case e.Status.Phase.IsTerminal():
+					done++
+				}
+				for _, c := range e.Status.Conditions {
+					if c.Type == v1alpha1.ConditionReady && c.Reason == v1alpha1.ReasonQueueFull {
+						sawQueueFull = true
+					}
+				}
+			}
+			Expect(running).To(BeNumerically("<=", 1), "drains running at once") // not g: a breach fails at once
+			g.Expect(done).To(Equal(len(names)))
+		}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+		Expect(sawQueueFull).To(BeTrue(), "a later drain waited as QueueFull")
+		ended := execs(Default)
+		for i := range ended {
+			completed(&ended[i])
+			Expect(unschedulable(ctx, names[i])).To(BeTrue(), names[i])
+			if i > 0 {
+				Expect(ended[i].Status.StartTime.Time).NotTo(BeTemporally("<", ended[i-1].Status.CompletionTime.Time),
+					"%s started before %s ended", ended[i].Name, ended[i-1].Name)
+			}
+		}
 	})
 
 	It("restart-deployment rolls the pods through the template annotation", func(ctx SpecContext) {

@@ -44,6 +44,7 @@ const (
 	actionCPUSeconds  = "kubernaut_action_cpu_seconds"
 	actionPeakMemory  = "kubernaut_action_peak_memory_bytes"
 	rejectionsTotal   = "kubernaut_admission_rejections_total"
+	executionsWaiting = "kubernaut_executions_waiting"
 )
 
 var _ = Describe("The manager's metrics endpoint", func() {
@@ -171,6 +172,54 @@ var _ = Describe("The manager's metrics endpoint", func() {
 			"reason=FieldValueForbidden,resource=kubernetesexecutions": 1,
 			"reason=FieldValueNotFound,resource=kubernetesexecutions":  1,
 		}))
+	})
+})
+
+var _ = Describe("The manager's metrics endpoint, for executions that wait", func() {
+	It("counts the executions the gate holds, by reason and action, and none once they run", func(ctx SpecContext) {
+		ns, err := cluster.Namespace(ctx, "waiting", map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.Create(ctx, newDeployment(ns, "web", "registry.invalid/web:1", 0))).To(Succeed())
+		out, err := e2eutil.Kubectl(cluster.Kubeconfig, probeTemplate, "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred(), out)
+		apply := func(name, params string) {
+			GinkgoHelper()
+			out, err := e2eutil.Kubectl(cluster.Kubeconfig, e2eutil.ExecutionManifest(ns, name, "metrics-probe", params, ns, "Deployment", "web"), "apply", "-f", "-")
+			Expect(err).NotTo(HaveOccurred(), out)
+		}
+		apply("holder", `{sleepSeconds: 20}`)
+		Eventually(func() v1alpha1.ExecutionPhase {
+			obj := &v1alpha1.KubernetesExecution{}
+			_ = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "holder"}, obj)
+			return obj.Status.Phase
+		}, time.Minute).Should(Equal(v1alpha1.PhaseRunning))
+		apply("waiter-1", `{}`)
+		apply("waiter-2", `{}`)
+
+		busy := e2eutil.Labels{"action": "metrics-probe", "reason": v1alpha1.ReasonTargetBusy}
+		var scraped e2eutil.Metrics
+		Eventually(func(g Gomega) float64 {
+			scraped, err = metrics.Scrape(ctx)
+			g.Expect(err).NotTo(HaveOccurred())
+			return scraped.Value(executionsWaiting, busy)
+		}).Should(BeEquivalentTo(2))
+		Expect(scraped.Type(executionsWaiting)).To(Equal("GAUGE"))
+		Expect(scraped.LabelNames(executionsWaiting)).To(Equal([][]string{{"action", "reason"}}))
+
+		// The holder ends; the two run one after the other, and nothing waits any more.
+		Eventually(func(g Gomega) float64 {
+			scraped, err = metrics.Scrape(ctx)
+			g.Expect(err).NotTo(HaveOccurred())
+			return scraped.Value(executionsWaiting, busy)
+		}, 2*time.Minute).Should(BeZero())
+		// All three end here, so that no other spec's counters see them.
+		for _, name := range []string{"holder", "waiter-1", "waiter-2"} {
+			Eventually(func() v1alpha1.ExecutionPhase {
+				obj := &v1alpha1.KubernetesExecution{}
+				_ = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
+				return obj.Status.Phase
+			}, time.Minute).Should(Equal(v1alpha1.PhaseCompleted), name)
+		}
 	})
 })
 
