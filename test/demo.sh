@@ -114,8 +114,19 @@ kubectl apply -f "$root/test/demo/scale.yaml"
 say "Two executions of the test action: one succeeds at once, one fails twice and succeeds on its third attempt"
 kubectl apply -f "$root/test/demo/executions.yaml"
 
+say "An execution that asks for approval waits, with no Job and no grant, until someone other than its requester approves it"
+kubectl apply -f "$root/test/demo/approval.yaml"
+kubectl -n "$ns" wait --for=jsonpath='{.status.phase}'=AwaitingApproval kexec/demo-approved --timeout=60s >/dev/null
+kubectl -n "$ns" get kexec demo-approved
+say "Its requester (you, local-admin) may not approve it: four eyes"
+if "$BIN/kubectl-kubernaut" -n "$ns" approve demo-approved --reason "my own change"; then
+  echo "the requester approved their own execution" >&2; exit 1
+fi
+say "sre-lead, who may approve executions, approves it with the kubectl plugin (kubectl kubernaut approve)"
+"$BIN/kubectl-kubernaut" -n "$ns" --as sre-lead approve demo-approved --reason "checked with the web team"
+
 ok=true
-for name in demo-scale-web demo-succeeds demo-retries; do
+for name in demo-scale-web demo-succeeds demo-retries demo-approved; do
   if ! kubectl -n "$ns" wait --for=jsonpath='{.status.phase}'=Completed "kexec/$name" --timeout=120s >/dev/null; then
     ok=false
     echo "execution $name did not complete:" >&2
@@ -144,14 +155,17 @@ say "Result of demo-retries"
 kubectl -n "$ns" get kexec demo-retries -o jsonpath='{.status.result}{"\n"}'
 kubectl -n "$ns" get kexec demo-retries -o jsonpath='{range .status.attempts[*]}attempt {.number}: {.jobName} exit {.exitCode} {.reason}{"\n"}{end}'
 
+say "The approved execution's result and who approved it (kubectl kubernaut result demo-approved)"
+"$BIN/kubectl-kubernaut" -n "$ns" result demo-approved
+
 say "Audit delivery in each execution's status; the finalizer kubernaut.io/audit is gone once delivered"
 kubectl -n "$ns" get kexec -o custom-columns='NAME:.metadata.name,EVENT ID:.status.audit.eventId,TRIES:.status.audit.attempts,DELIVERED:.status.audit.deliveredTime,FINALIZERS:.metadata.finalizers'
 say "The audit records the storage service stored ($BIN/auditreceiver -list $audit_url)"
 records=$("$BIN/auditreceiver" -list "$audit_url")
 echo "$records"
-if [ "$(grep -c "^$ns " <<<"$records")" != 3 ]; then
+if [ "$(grep -c "^$ns " <<<"$records")" != 4 ]; then
   ok=false
-  echo "the storage service holds $(grep -c "^$ns " <<<"$records") audit records of namespace $ns, want 3 (one per execution)" >&2
+  echo "the storage service holds $(grep -c "^$ns " <<<"$records") audit records of namespace $ns, want 4 (one per execution)" >&2
 fi
 
 $ok || { echo "the demo failed" >&2; exit 1; }
