@@ -2,17 +2,14 @@ package webhooks
 
 import (
 	"context"
-	"fmt"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
-	"github.com/kubernaut/kubernaut-executor/internal/grants"
 	"github.com/kubernaut/kubernaut-executor/internal/validation"
 )
 
@@ -46,20 +43,18 @@ func (v *ActionTemplateValidator) ValidateDelete(context.Context, *v1alpha1.Acti
 }
 
 func (v *ActionTemplateValidator) validate(ctx context.Context, tpl *v1alpha1.ActionTemplate) (admission.Warnings, error) {
-	errs := validation.Template(tpl)
-	if rules := tpl.Spec.RBAC.Rules; len(rules) > 0 {
-		ceiling := &rbacv1.ClusterRole{}
-		err := v.Reader.Get(ctx, types.NamespacedName{Name: v.CeilingName}, ceiling)
+	// The ceiling is read only when there are rules to fit under it; a missing ceiling covers
+	// nothing.
+	var ceiling *validation.Ceiling
+	if len(tpl.Spec.RBAC.Rules) > 0 {
+		role := &rbacv1.ClusterRole{}
+		err := v.Reader.Get(ctx, types.NamespacedName{Name: v.CeilingName}, role)
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, apierrors.NewInternalError(err)
 		}
-		if missing := grants.Uncovered(ceiling.Rules, rules); missing != nil {
-			errs = append(errs, field.Forbidden(field.NewPath("spec", "rbac", "rules"),
-				fmt.Sprintf("not covered by the RBAC ceiling %q: %s; an administrator must first add a ceiling fragment (a ClusterRole labelled %s=true)",
-					v.CeilingName, grants.FormatRules(missing), v1alpha1.LabelAggregateToCeiling)))
-		}
+		ceiling = &validation.Ceiling{Name: v.CeilingName, Rules: role.Rules}
 	}
-	if len(errs) > 0 {
+	if errs := validation.AdmitTemplate(tpl, ceiling); len(errs) > 0 {
 		return nil, invalid(tpl, errs)
 	}
 	return nil, nil

@@ -1,8 +1,8 @@
 // Command kubectl-kubernaut is a kubectl plugin for KubernetesExecutions: it runs an action and
-// follows it to the end, prints an execution's result and attempts, and approves or denies an
-// execution that waits for approval. kubectl finds it on the PATH and runs it as
-// `kubectl kubernaut`; it takes kubectl's connection flags (--kubeconfig, --context, -n, --as,
-// --as-group).
+// follows it to the end, prints an execution's result and attempts, approves or denies an
+// execution that waits for approval, and checks ActionTemplates offline with the admission
+// webhook's own checks. kubectl finds it on the PATH and runs it as `kubectl kubernaut`; it takes
+// kubectl's connection flags (--kubeconfig, --context, -n, --as, --as-group).
 package main
 
 import (

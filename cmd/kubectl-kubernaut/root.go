@@ -18,11 +18,11 @@ import (
 const (
 	// exitOK: the command did what it was asked; for run --wait, the execution Completed.
 	exitOK = 0
-	// exitFailed: the execution did not complete (Failed, TimedOut), or a request failed (the
-	// API server's refusal is printed as it gave it).
+	// exitFailed: the execution did not complete (Failed, TimedOut), a request failed (the
+	// API server's refusal is printed as it gave it), or validate found a problem.
 	exitFailed = 1
 	// exitUsage: the command line is wrong: an unknown flag, a missing argument, a value that
-	// does not parse, a target kind the API server does not know.
+	// does not parse, a target kind the API server does not know, a file validate cannot read.
 	exitUsage = 2
 )
 
@@ -92,8 +92,9 @@ func execute(args []string, streams genericiooptions.IOStreams) int {
 func newRootCommand(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-kubernaut",
-		Short: "Run KubernetesExecutions, read their results, approve or deny them",
-		Long: `Run KubernetesExecutions, read their results, approve or deny them.
+		Short: "Run KubernetesExecutions, read their results, approve or deny them, check ActionTemplates",
+		Long: `Run KubernetesExecutions, read their results, approve or deny them, and check ActionTemplates
+offline before applying them.
 
 Connection flags are kubectl's: --kubeconfig, --context, -n/--namespace, --as and --as-group.`,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl kubernaut"},
@@ -107,7 +108,7 @@ Connection flags are kubectl's: --kubeconfig, --context, -n/--namespace, --as an
 	// kubectl completes a plugin's arguments through a kubectl_complete-kubernaut script, not
 	// through a completion subcommand of its own.
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newRunCommand(g), newResultCommand(g), newDecideCommand(g, true), newDecideCommand(g, false))
+	root.AddCommand(newRunCommand(g), newResultCommand(g), newDecideCommand(g, true), newDecideCommand(g, false), newValidateCommand(g))
 	// Cobra's own checks (flags, arguments, required flags, subcommand names) run before a
 	// command's RunE: whatever fails before it started is a usage error.
 	for _, cmd := range root.Commands() {

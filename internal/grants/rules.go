@@ -81,6 +81,9 @@ func FormatRules(rules []rbacv1.PolicyRule) string {
 				}
 			}
 		}
+		// A non-resource URL is named as RBAC names it, so that a rule refused for holding one
+		// does not read as a verb on nothing.
+		res = append(res, r.NonResourceURLs...)
 		s := strings.Join(r.Verbs, ",") + " " + strings.Join(res, ",")
 		if len(r.ResourceNames) > 0 {
 			s += " named " + strings.Join(r.ResourceNames, ",")

@@ -52,6 +52,10 @@ func TestUncovered(t *testing.T) {
 	if want := "delete pods; get secrets; delete secrets"; FormatRules(got) != want {
 		t.Fatalf("missing %q, want %q", FormatRules(got), want)
 	}
+	got = Uncovered(ceiling, []rbacv1.PolicyRule{{Verbs: s("get"), NonResourceURLs: s("/metrics")}})
+	if want := "get /metrics"; FormatRules(got) != want {
+		t.Fatalf("missing %q, want %q", FormatRules(got), want)
+	}
 }
 
 func TestNarrow(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -80,5 +81,19 @@ func TestExecutionRenders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestAdmitTemplateCeiling(t *testing.T) {
+	tpl := countTemplate("{{ .Parameters.n }}")
+	tpl.Spec.RBAC.Rules = []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "delete"}}}
+	if errs := AdmitTemplate(tpl, nil); len(errs) != 0 {
+		t.Fatalf("without a ceiling: %v", errs)
+	}
+	ceiling := &Ceiling{Name: "the-ceiling", Rules: []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get"}}}}
+	errs := AdmitTemplate(tpl, ceiling)
+	want := `spec.rbac.rules: Forbidden: not covered by the RBAC ceiling "the-ceiling": delete apps/deployments; an administrator must first add a ceiling fragment (a ClusterRole labelled kubernaut.io/aggregate-to-ceiling=true)`
+	if len(errs) != 1 || errs[0].Error() != want {
+		t.Fatalf("errors %v\nwant %s", errs, want)
 	}
 }

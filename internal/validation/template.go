@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -42,6 +43,31 @@ func Template(tpl *v1alpha1.ActionTemplate) field.ErrorList {
 	if d, m := tpl.Spec.DefaultTimeout, tpl.Spec.MaxTimeout; d != nil && m != nil && d.Duration > m.Duration {
 		errs = append(errs, field.Invalid(specPath.Child("defaultTimeout"), d.Duration.String(),
 			fmt.Sprintf("must not exceed maxTimeout (%s)", m.Duration)))
+	}
+	return errs
+}
+
+// Ceiling is the RBAC ceiling a template's rules must fit under: the rules of the aggregated
+// ClusterRole the webhook reads, or of the ClusterRoles kubectl kubernaut validate reads from a
+// file, and the name its messages give it.
+type Ceiling struct {
+	Name  string
+	Rules []rbacv1.PolicyRule
+}
+
+// AdmitTemplate returns every reason the ActionTemplate webhook refuses tpl: Template's checks
+// and, unless ceiling is nil, the rules ceiling does not cover. The webhook and kubectl
+// kubernaut validate both call it, so a template that validates offline against the
+// cluster's ceiling is admitted, and a refusal reads the same in both.
+func AdmitTemplate(tpl *v1alpha1.ActionTemplate, ceiling *Ceiling) field.ErrorList {
+	errs := Template(tpl)
+	if ceiling == nil {
+		return errs
+	}
+	if missing := grants.Uncovered(ceiling.Rules, tpl.Spec.RBAC.Rules); missing != nil {
+		errs = append(errs, field.Forbidden(specPath.Child("rbac", "rules"),
+			fmt.Sprintf("not covered by the RBAC ceiling %q: %s; an administrator must first add a ceiling fragment (a ClusterRole labelled %s=true)",
+				ceiling.Name, grants.FormatRules(missing), v1alpha1.LabelAggregateToCeiling)))
 	}
 	return errs
 }

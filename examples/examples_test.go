@@ -1,0 +1,182 @@
+// Package examples_test checks the example actions without a cluster: each template passes the
+// checks the ActionTemplate webhook runs, renders into the argv its README shows, and asks for
+// no permission beyond the ceiling fragment shipped beside it. The examples' admission through
+// a real API server is tested in webhooks/examples_test.go.
+package examples_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/internal/grants"
+	"github.com/kubernaut/kubernaut-executor/internal/render"
+	"github.com/kubernaut/kubernaut-executor/internal/validation"
+)
+
+// load decodes a YAML file of the example into obj, refusing unknown fields so that a typo in
+// the example fails here rather than being pruned by the API server.
+func load(t *testing.T, path string, obj any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Clean(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, obj); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func kubectlLabel(t *testing.T) *v1alpha1.ActionTemplate {
+	t.Helper()
+	tpl := &v1alpha1.ActionTemplate{}
+	load(t, "kubectl-label/actiontemplate.yaml", tpl)
+	return tpl
+}
+
+// TestKubectlLabelTemplateIsAdmissible runs the webhook's checks that need no cluster: the
+// schema compiles, the items render with sample parameters, the env leaves the executor's
+// variables alone and the rules hold no wildcard or escalating verb.
+func TestKubectlLabelTemplateIsAdmissible(t *testing.T) {
+	if errs := validation.Template(kubectlLabel(t)); len(errs) > 0 {
+		t.Fatalf("the template would be refused:\n%v", errs.ToAggregate())
+	}
+}
+
+// TestKubectlLabelCeilingFragment checks that the fragment in ceiling.yaml aggregates into the
+// ceiling and covers the template's rules, and that the chart values add the same rules.
+func TestKubectlLabelCeilingFragment(t *testing.T) {
+	tpl := kubectlLabel(t)
+	fragment := &rbacv1.ClusterRole{}
+	load(t, "kubectl-label/ceiling.yaml", fragment)
+	if fragment.Labels[v1alpha1.LabelAggregateToCeiling] != "true" {
+		t.Fatalf("ceiling.yaml lacks the label %s: \"true\"", v1alpha1.LabelAggregateToCeiling)
+	}
+	if missing := grants.Uncovered(fragment.Rules, tpl.Spec.RBAC.Rules); missing != nil {
+		t.Fatalf("the fragment does not cover %s", grants.FormatRules(missing))
+	}
+	if missing := grants.Uncovered(nil, tpl.Spec.RBAC.Rules); missing == nil {
+		t.Fatal("an empty ceiling covers the rules: the test proves nothing")
+	}
+
+	var values struct {
+		Ceiling struct {
+			ExtraFragments map[string][]rbacv1.PolicyRule `json:"extraFragments"`
+		} `json:"ceiling"`
+	}
+	load(t, "kubectl-label/values.yaml", &values)
+	if got := values.Ceiling.ExtraFragments["kubectl-label"]; !equalRules(got, fragment.Rules) {
+		t.Fatalf("values.yaml adds %s, ceiling.yaml %s", grants.FormatRules(got), grants.FormatRules(fragment.Rules))
+	}
+}
+
+// TestKubectlLabelGrant shows what an execution's ServiceAccount is given: the template's rules
+// narrowed to the target Deployment.
+func TestKubectlLabelGrant(t *testing.T) {
+	got := grants.Narrow(kubectlLabel(t).Spec.RBAC.Rules,
+		grants.Target{Group: "apps", Resource: "deployments", Name: "web", Namespace: "shop"})
+	want := []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"}, ResourceNames: []string{"web"}}}
+	if !equalRules(got, want) {
+		t.Fatalf("grant %s, want %s", grants.FormatRules(got), grants.FormatRules(want))
+	}
+}
+
+// TestKubectlLabelExecution checks execution.yaml against the template as the execution webhook
+// does, then renders the Job's argv for a dry run and for real.
+func TestKubectlLabelExecution(t *testing.T) {
+	tpl := kubectlLabel(t)
+	obj := &v1alpha1.KubernetesExecution{}
+	load(t, "kubectl-label/execution.yaml", obj)
+	v := &validation.Validator{}
+	if errs := append(v.Execution(obj, tpl), v.RenderErrors(obj, tpl)...); len(errs) > 0 {
+		t.Fatalf("execution.yaml would be refused:\n%v", errs.ToAggregate())
+	}
+	if !obj.Spec.DryRun {
+		t.Fatal("execution.yaml is the first run the README shows: a dry run")
+	}
+
+	for _, dryRun := range []bool{true, false} {
+		params, err := render.Parameters(obj.Spec.Action.Parameters.Raw, tpl.Spec.Parameters.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		target := obj.Spec.Action.Target
+		got, errs := render.Container(tpl.Spec.Command, tpl.Spec.Args, tpl.Spec.Env, &render.Data{
+			Parameters: params,
+			Target:     render.Target{Namespace: target.Namespace, Kind: target.ResourceKind, Name: target.ResourceName},
+			Execution:  render.Execution{Name: obj.Name, Namespace: obj.Namespace, Attempt: 1},
+			DryRun:     dryRun,
+		})
+		if len(errs) > 0 {
+			t.Fatal(errs.ToAggregate())
+		}
+		mode := "none"
+		if dryRun {
+			mode = "server"
+		}
+		want := []string{"/bin/kubectl", "label", "deployment", "web", "--namespace=shop", "team=payments", "--overwrite", "--dry-run=" + mode}
+		if argv := slices.Concat(got.Command, got.Args); !slices.Equal(argv, want) {
+			t.Errorf("dryRun %v: argv %q, want %q", dryRun, argv, want)
+		}
+		if len(got.Env) != 1 || got.Env[0].Name != "HOME" || got.Env[0].Value != "/tmp" {
+			t.Errorf("dryRun %v: env %v, want HOME=/tmp", dryRun, got.Env)
+		}
+	}
+}
+
+// TestKubectlLabelParameters checks that the schema keeps each parameter one label: nothing that
+// kubectl would read as a flag, as a second label or as a removal (key-).
+func TestKubectlLabelParameters(t *testing.T) {
+	tpl := kubectlLabel(t)
+	v := &validation.Validator{}
+	tests := []struct {
+		name, params string
+		// wantField is the field refused, "" when the parameters are admitted.
+		wantField string
+	}{
+		{"plain", `{"key":"team","value":"payments"}`, ""},
+		{"prefixed key", `{"key":"example.com/team","value":"payments"}`, ""},
+		{"empty value", `{"key":"team","value":""}`, ""},
+		{"a flag as key", `{"key":"--all","value":"x"}`, "spec.action.parameters.key"},
+		{"a short flag as key", `{"key":"-n","value":"x"}`, "spec.action.parameters.key"},
+		{"a second label in the key", `{"key":"a=b c","value":"x"}`, "spec.action.parameters.key"},
+		{"a removal", `{"key":"team-","value":"x"}`, "spec.action.parameters.key"},
+		{"an empty key", `{"key":"","value":"x"}`, "spec.action.parameters.key"},
+		{"a second label in the value", `{"key":"team","value":"x b=c"}`, "spec.action.parameters.value"},
+		{"a value ending in a dash", `{"key":"team","value":"x-"}`, "spec.action.parameters.value"},
+		{"a value too long", `{"key":"team","value":"` + strings.Repeat("x", 64) + `"}`, "spec.action.parameters.value"},
+		{"no value", `{"key":"team"}`, "spec.action.parameters.value"},
+		{"another parameter", `{"key":"team","value":"x","overwrite":false}`, "spec.action.parameters.overwrite"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obj := &v1alpha1.KubernetesExecution{}
+			load(t, "kubectl-label/execution.yaml", obj)
+			obj.Spec.Action.Parameters.Raw = []byte(tt.params)
+			errs := v.Execution(obj, tpl)
+			if tt.wantField == "" {
+				if len(errs) > 0 {
+					t.Fatalf("refused:\n%v", errs.ToAggregate())
+				}
+				return
+			}
+			if len(errs) == 0 || !slices.ContainsFunc(errs, func(e *field.Error) bool { return e.Field == tt.wantField }) {
+				t.Fatalf("errors %v, want one at %s", errs, tt.wantField)
+			}
+		})
+	}
+}
+
+func equalRules(a, b []rbacv1.PolicyRule) bool {
+	return slices.EqualFunc(a, b, func(x, y rbacv1.PolicyRule) bool {
+		return slices.Equal(x.APIGroups, y.APIGroups) && slices.Equal(x.Resources, y.Resources) &&
+			slices.Equal(x.Verbs, y.Verbs) && slices.Equal(x.ResourceNames, y.ResourceNames)
+	})
+}
