@@ -121,7 +121,7 @@ test: controlplane build $(GINKGO) $(HELM) $(KWOK) ## Run every test: unit tests
 FUZZTIME ?= 10s
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
+fuzz: ## Run each fuzz target for FUZZTIME: a duration (default 10s) or a count of inputs (20000x, as CI does).
 	go test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./actions/internal/result
 	go test -run '^$$' -fuzz FuzzTruncateUTF8 -fuzztime $(FUZZTIME) ./api/v1alpha1
 	go test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./internal/paramschema
