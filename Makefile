@@ -89,10 +89,11 @@ chart-lint: $(HELM) $(CT) $(KUBE_SCORE) ## Lint the chart: chart-testing (ct lin
 	done
 
 .PHONY: build
-build: ## Build the manager, the kubectl plugin (bin/kubectl-kubernaut), the action image's binary and the local control plane tool.
+build: ## Build the manager, the kubectl plugin (bin/kubectl-kubernaut), the action image's binary, the example action and the local control plane tool.
 	go build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/manager ./cmd/manager
 	go build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/kubectl-kubernaut ./cmd/kubectl-kubernaut
 	go build -o $(BIN)/kubernaut-actions ./actions
+	go build -o $(BIN)/label-deployment ./examples/label-deployment
 	go build -o $(BIN)/localcluster ./test/cmd/localcluster
 	go build -o $(BIN)/auditreceiver ./test/cmd/auditreceiver
 
@@ -122,7 +123,7 @@ FUZZTIME ?= 10s
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME: a duration (default 10s) or a count of inputs (20000x, as CI does).
-	go test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./actions/internal/result
+	go test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./actions/sdk
 	go test -run '^$$' -fuzz FuzzTruncateUTF8 -fuzztime $(FUZZTIME) ./api/v1alpha1
 	go test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./internal/paramschema
 	go test -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME) ./internal/render

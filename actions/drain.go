@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 
+	"github.com/kubernaut/kubernaut-executor/actions/sdk"
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
@@ -27,19 +28,19 @@ type drainParams struct {
 // drainNode cordons a node and evicts every evictable pod on it through the Eviction API,
 // retrying the ones a PodDisruptionBudget refuses until the timeout. DaemonSet pods, mirror pods
 // and finished pods are left alone, as `kubectl drain --ignore-daemonsets` does.
-func drainNode(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
+func drainNode(ctx context.Context, req *sdk.Request) sdk.Result {
 	p := drainParams{TimeoutSeconds: 120}
-	cs, err := env.prepare(&p, "Node")
+	cs, err := prepare(req, &p, "Node")
 	if err != nil {
-		return fail(err, nil)
+		return sdk.Failed(err, nil)
 	}
-	cordon, err := setUnschedulable(ctx, cs, env, true)
+	cordon, err := setUnschedulable(ctx, cs, req, true)
 	if err != nil {
-		return fail(err, cordon)
+		return sdk.Failed(err, cordon)
 	}
-	list, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", env.Name).String()})
+	list, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", req.Name).String()})
 	if err != nil {
-		return fail(err, cordon)
+		return sdk.Failed(err, cordon)
 	}
 	var pending, skipped []string
 	pods := map[string]corev1.Pod{}
@@ -59,7 +60,7 @@ func drainNode(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 	}
 	sort.Strings(pending)
 	data := map[string]any{
-		"cordon": cordon, "skipped": skipped, "dryRun": env.DryRun,
+		"cordon": cordon, "skipped": skipped, "dryRun": req.DryRun,
 		"before": map[string]any{"pods": pending},
 	}
 	deadline := time.Now().Add(time.Duration(p.TimeoutSeconds) * time.Second)
@@ -69,7 +70,7 @@ func drainNode(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 		var refused []string
 		for _, key := range pending {
 			pod := pods[key]
-			err := evict(ctx, cs, pod.Namespace, pod.Name, env.dryRun())
+			err := evict(ctx, cs, pod.Namespace, pod.Name, req.DryRunOption())
 			switch {
 			case err == nil, apierrors.IsNotFound(err):
 				evicted = append(evicted, key)
@@ -77,7 +78,7 @@ func drainNode(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 				refused, lastErr = append(refused, key), err
 			default:
 				data["evicted"], data["remaining"] = evicted, pending
-				return fail(err, data)
+				return sdk.Failed(err, data)
 			}
 		}
 		pending = refused
@@ -92,10 +93,10 @@ func drainNode(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
 	}
 	data["evicted"], data["after"] = evicted, map[string]any{"remaining": pending}
 	if len(pending) > 0 {
-		return failed(v1alpha1.ExitRetryable, fmt.Sprintf("%d pods could not be evicted in %ds: %v; last refusal: %v", len(pending), p.TimeoutSeconds, pending, lastErr), data)
+		return sdk.FailedWith(v1alpha1.ExitRetryable, fmt.Sprintf("%d pods could not be evicted in %ds: %v; last refusal: %v", len(pending), p.TimeoutSeconds, pending, lastErr), data)
 	}
-	return succeeded(fmt.Sprintf("%s node %s: %d pods evicted, %d left alone",
-		env.verb("drained", "would drain"), env.Name, len(evicted), len(skipped)), data)
+	return sdk.Succeeded(fmt.Sprintf("%s node %s: %d pods evicted, %d left alone",
+		req.Verb("drained", "would drain"), req.Name, len(evicted), len(skipped)), data)
 }
 
 func ownedByDaemonSet(pod corev1.Pod) bool {

@@ -9,28 +9,28 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/actions/sdk"
 )
 
 // restartPod evicts a pod through the Eviction API, so PodDisruptionBudgets are respected; its
 // controller replaces it. A refusal by a budget is a retryable failure carrying the API's reason.
-func restartPod(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
-	cs, err := env.prepare(nil, "Pod")
+func restartPod(ctx context.Context, req *sdk.Request) sdk.Result {
+	cs, err := prepare(req, nil, "Pod")
 	if err != nil {
-		return fail(err, nil)
+		return sdk.Failed(err, nil)
 	}
-	pod, err := cs.CoreV1().Pods(env.Namespace).Get(ctx, env.Name, metav1.GetOptions{})
+	pod, err := cs.CoreV1().Pods(req.Namespace).Get(ctx, req.Name, metav1.GetOptions{})
 	if err != nil {
-		return fail(err, nil)
+		return sdk.Failed(err, nil)
 	}
 	before := map[string]any{"uid": pod.UID, "phase": pod.Status.Phase, "node": pod.Spec.NodeName}
-	c := change{Before: before, DryRun: env.DryRun}
-	if err := evict(ctx, cs, env.Namespace, env.Name, env.dryRun()); err != nil {
+	c := sdk.Change{Before: before, DryRun: req.DryRun}
+	if err := evict(ctx, cs, req.Namespace, req.Name, req.DryRunOption()); err != nil {
 		c.After = before
-		return fail(err, c)
+		return sdk.Failed(err, c)
 	}
 	c.After, c.Changed = map[string]any{"evicted": true, "uid": pod.UID}, true
-	return succeeded(fmt.Sprintf("%s pod %s/%s (uid %s); its controller replaces it", env.verb("evicted", "would evict"), env.Namespace, env.Name, pod.UID), c)
+	return sdk.Succeeded(fmt.Sprintf("%s pod %s/%s (uid %s); its controller replaces it", req.Verb("evicted", "would evict"), req.Namespace, req.Name, pod.UID), c)
 }
 
 // evict asks the API server to evict one pod. A refusal because of a disruption budget comes

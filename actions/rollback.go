@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/actions/sdk"
 )
 
 // revisionAnnotation is where the Deployment controller records a ReplicaSet's revision.
@@ -28,24 +28,24 @@ type rollbackParams struct {
 // rollbackDeployment puts a Deployment's pod template back to an earlier revision, as
 // `kubectl rollout undo` does: the template of the ReplicaSet with that revision, without its
 // pod-template-hash label. Idempotent: a Deployment already at that template is left alone.
-func rollbackDeployment(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
+func rollbackDeployment(ctx context.Context, req *sdk.Request) sdk.Result {
 	var p rollbackParams
-	cs, err := env.prepare(&p, "Deployment")
+	cs, err := prepare(req, &p, "Deployment")
 	if err != nil {
-		return fail(err, nil)
+		return sdk.Failed(err, nil)
 	}
-	deployments := cs.AppsV1().Deployments(env.Namespace)
-	d, err := deployments.Get(ctx, env.Name, metav1.GetOptions{})
+	deployments := cs.AppsV1().Deployments(req.Namespace)
+	d, err := deployments.Get(ctx, req.Name, metav1.GetOptions{})
 	if err != nil {
-		return fail(err, nil)
+		return sdk.Failed(err, nil)
 	}
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
-		return fail(err, nil)
+		return sdk.Failed(err, nil)
 	}
-	rsList, err := cs.AppsV1().ReplicaSets(env.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	rsList, err := cs.AppsV1().ReplicaSets(req.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
-		return fail(err, nil)
+		return sdk.Failed(err, nil)
 	}
 	revisions := map[int64]*appsv1.ReplicaSet{}
 	var numbers []int64
@@ -72,37 +72,37 @@ func rollbackDeployment(ctx context.Context, env Env) (v1alpha1.ActionResult, in
 			}
 		}
 		if target == 0 {
-			return fail(badInput("deployment %s/%s has no revision before %d to roll back to", env.Namespace, env.Name, current), nil)
+			return sdk.Failed(sdk.BadInput("deployment %s/%s has no revision before %d to roll back to", req.Namespace, req.Name, current), nil)
 		}
 	}
 	rs, ok := revisions[target]
 	if !ok {
-		return fail(badInput("deployment %s/%s has no revision %d (revisions: %v)", env.Namespace, env.Name, target, numbers), nil)
+		return sdk.Failed(sdk.BadInput("deployment %s/%s has no revision %d (revisions: %v)", req.Namespace, req.Name, target, numbers), nil)
 	}
 	want := *rs.Spec.Template.DeepCopy()
 	delete(want.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
 
-	c := change{
+	c := sdk.Change{
 		Before: map[string]any{"revision": current, "images": images(d.Spec.Template)},
 		After:  map[string]any{"revision": target, "images": images(want)},
-		DryRun: env.DryRun,
+		DryRun: req.DryRun,
 	}
 	if equality.Semantic.DeepEqual(d.Spec.Template, want) {
-		return succeeded(fmt.Sprintf("deployment %s/%s already runs the template of revision %d", env.Namespace, env.Name, target), c)
+		return sdk.Succeeded(fmt.Sprintf("deployment %s/%s already runs the template of revision %d", req.Namespace, req.Name, target), c)
 	}
 	patch, err := json.Marshal([]map[string]any{
 		{"op": "test", "path": "/metadata/resourceVersion", "value": d.ResourceVersion},
 		{"op": "replace", "path": "/spec/template", "value": want},
 	})
 	if err != nil {
-		return fail(err, c)
+		return sdk.Failed(err, c)
 	}
-	if _, err := deployments.Patch(ctx, env.Name, types.JSONPatchType, patch, metav1.PatchOptions{DryRun: env.dryRun()}); err != nil {
-		return fail(err, c)
+	if _, err := deployments.Patch(ctx, req.Name, types.JSONPatchType, patch, metav1.PatchOptions{DryRun: req.DryRunOption()}); err != nil {
+		return sdk.Failed(err, c)
 	}
 	c.Changed = true
-	return succeeded(fmt.Sprintf("%s deployment %s/%s from revision %d to the template of revision %d",
-		env.verb("rolled back", "would roll back"), env.Namespace, env.Name, current, target), c)
+	return sdk.Succeeded(fmt.Sprintf("%s deployment %s/%s from revision %d to the template of revision %d",
+		req.Verb("rolled back", "would roll back"), req.Namespace, req.Name, current, target), c)
 }
 
 func images(t corev1.PodTemplateSpec) []string {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/kubernaut/kubernaut-executor/actions/sdk"
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
 
@@ -54,49 +55,46 @@ type callResult struct {
 }
 
 // testAction succeeds, fails, sleeps and prints as its parameters say.
-func testAction(ctx context.Context, env Env) (v1alpha1.ActionResult, int) {
+func testAction(ctx context.Context, req *sdk.Request) sdk.Result {
 	var p testActionParams
 	// Lenient: the suites run it under templates with parameters of their own.
-	if err := json.Unmarshal(env.Parameters, &p); err != nil {
-		return failed(v1alpha1.ExitFinal, err.Error(), nil)
+	if err := json.Unmarshal(req.Parameters, &p); err != nil {
+		return sdk.FailedWith(v1alpha1.ExitFinal, err.Error(), nil)
 	}
-	data := map[string]any{"attempt": env.Attempt, "target": env.Namespace + "/" + env.Name, "dryRun": env.DryRun}
+	data := map[string]any{"attempt": req.Attempt, "target": req.Namespace + "/" + req.Name, "dryRun": req.DryRun}
 	if len(p.APICalls) > 0 {
-		calls, refused, err := makeCalls(ctx, p.APICalls)
+		calls, refused, err := makeCalls(ctx, req, p.APICalls)
 		if err != nil {
-			return failed(v1alpha1.ExitRetryable, err.Error(), nil)
+			return sdk.FailedWith(v1alpha1.ExitRetryable, err.Error(), nil)
 		}
 		data["calls"] = calls
 		if len(refused) > 0 {
-			return failed(v1alpha1.ExitFinal, strings.Join(refused, "; "), data)
+			return sdk.FailedWith(v1alpha1.ExitFinal, strings.Join(refused, "; "), data)
 		}
 	}
 	if p.SleepSeconds > 0 {
 		select {
 		case <-time.After(time.Duration(p.SleepSeconds) * time.Second):
 		case <-ctx.Done():
-			return failed(v1alpha1.ExitRetryable, "stopped by a signal while sleeping", nil)
+			return sdk.FailedWith(v1alpha1.ExitRetryable, "stopped by a signal while sleeping", nil)
 		}
 	}
-	res, code := succeeded(p.Output, data)
-	if p.Fail || env.Attempt < p.FailUntilAttempt {
-		code = p.ExitCode
-		if code == 0 {
-			code = v1alpha1.ExitRetryable
-		}
-		res, code = failed(code, fmt.Sprintf("test-action failed on attempt %d as asked", env.Attempt), data)
+	res := sdk.Succeeded(p.Output, data)
+	if p.Fail || req.Attempt < p.FailUntilAttempt {
+		res = sdk.FailedWith(p.ExitCode, fmt.Sprintf("test-action failed on attempt %d as asked", req.Attempt), data)
 		res.Output = p.Output
 	}
 	if p.NoResult {
+		// An image that keeps no contract: it prints, writes nothing and exits.
 		fmt.Println(p.Output)
-		os.Exit(code)
+		os.Exit(res.ExitCode)
 	}
-	return res, code
+	return res
 }
 
 // makeCalls performs each call and reports its HTTP status; refused lists the failures.
-func makeCalls(ctx context.Context, calls []apiCall) (out []callResult, refused []string, err error) {
-	_, dyn, err := clients()
+func makeCalls(ctx context.Context, req *sdk.Request, calls []apiCall) (out []callResult, refused []string, err error) {
+	dyn, err := req.Dynamic()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -34,46 +34,59 @@ func load(t *testing.T, path string, obj any) {
 	}
 }
 
-func kubectlLabel(t *testing.T) *v1alpha1.ActionTemplate {
+func kubectlLabel(t *testing.T) *v1alpha1.ActionTemplate { return template(t, "kubectl-label") }
+
+// template loads the ActionTemplate of the example in folder dir.
+func template(t *testing.T, dir string) *v1alpha1.ActionTemplate {
 	t.Helper()
 	tpl := &v1alpha1.ActionTemplate{}
-	load(t, "kubectl-label/actiontemplate.yaml", tpl)
+	load(t, dir+"/actiontemplate.yaml", tpl)
 	return tpl
 }
 
-// TestKubectlLabelTemplateIsAdmissible runs the webhook's checks that need no cluster: the
-// schema compiles, the items render with sample parameters, the env leaves the executor's
-// variables alone and the rules hold no wildcard or escalating verb.
-func TestKubectlLabelTemplateIsAdmissible(t *testing.T) {
-	if errs := validation.Template(kubectlLabel(t)); len(errs) > 0 {
-		t.Fatalf("the template would be refused:\n%v", errs.ToAggregate())
+// examples are the folders of the examples, each with a template and its ceiling fragment.
+var examples = []string{"kubectl-label", "label-deployment"}
+
+// TestTemplatesAreAdmissible runs the webhook's checks that need no cluster: the schema
+// compiles, the items render with sample parameters, the env leaves the executor's variables
+// alone and the rules hold no wildcard or escalating verb.
+func TestTemplatesAreAdmissible(t *testing.T) {
+	for _, dir := range examples {
+		if errs := validation.Template(template(t, dir)); len(errs) > 0 {
+			t.Errorf("%s: the template would be refused:\n%v", dir, errs.ToAggregate())
+		}
 	}
 }
 
-// TestKubectlLabelCeilingFragment checks that the fragment in ceiling.yaml aggregates into the
-// ceiling and covers the template's rules, and that the chart values add the same rules.
-func TestKubectlLabelCeilingFragment(t *testing.T) {
-	tpl := kubectlLabel(t)
-	fragment := &rbacv1.ClusterRole{}
-	load(t, "kubectl-label/ceiling.yaml", fragment)
-	if fragment.Labels[v1alpha1.LabelAggregateToCeiling] != "true" {
-		t.Fatalf("ceiling.yaml lacks the label %s: \"true\"", v1alpha1.LabelAggregateToCeiling)
-	}
-	if missing := grants.Uncovered(fragment.Rules, tpl.Spec.RBAC.Rules); missing != nil {
-		t.Fatalf("the fragment does not cover %s", grants.FormatRules(missing))
-	}
-	if missing := grants.Uncovered(nil, tpl.Spec.RBAC.Rules); missing == nil {
-		t.Fatal("an empty ceiling covers the rules: the test proves nothing")
-	}
+// TestCeilingFragments checks that each example's ceiling.yaml aggregates into the ceiling and
+// covers its template's rules, and that its chart values add the same rules.
+func TestCeilingFragments(t *testing.T) {
+	for _, dir := range examples {
+		tpl := template(t, dir)
+		fragment := &rbacv1.ClusterRole{}
+		load(t, dir+"/ceiling.yaml", fragment)
+		if fragment.Labels[v1alpha1.LabelAggregateToCeiling] != "true" {
+			t.Errorf("%s/ceiling.yaml lacks the label %s: \"true\"", dir, v1alpha1.LabelAggregateToCeiling)
+		}
+		if fragment.Name != "kubernaut-executor-ceiling-custom-"+tpl.Name {
+			t.Errorf("%s/ceiling.yaml is %s, not the name the chart gives the same fragment", dir, fragment.Name)
+		}
+		if missing := grants.Uncovered(fragment.Rules, tpl.Spec.RBAC.Rules); missing != nil {
+			t.Errorf("%s: the fragment does not cover %s", dir, grants.FormatRules(missing))
+		}
+		if missing := grants.Uncovered(nil, tpl.Spec.RBAC.Rules); missing == nil {
+			t.Errorf("%s: an empty ceiling covers the rules: the test proves nothing", dir)
+		}
 
-	var values struct {
-		Ceiling struct {
-			ExtraFragments map[string][]rbacv1.PolicyRule `json:"extraFragments"`
-		} `json:"ceiling"`
-	}
-	load(t, "kubectl-label/values.yaml", &values)
-	if got := values.Ceiling.ExtraFragments["kubectl-label"]; !equalRules(got, fragment.Rules) {
-		t.Fatalf("values.yaml adds %s, ceiling.yaml %s", grants.FormatRules(got), grants.FormatRules(fragment.Rules))
+		var values struct {
+			Ceiling struct {
+				ExtraFragments map[string][]rbacv1.PolicyRule `json:"extraFragments"`
+			} `json:"ceiling"`
+		}
+		load(t, dir+"/values.yaml", &values)
+		if got := values.Ceiling.ExtraFragments[tpl.Name]; !equalRules(got, fragment.Rules) {
+			t.Errorf("%s: values.yaml adds %s, ceiling.yaml %s", dir, grants.FormatRules(got), grants.FormatRules(fragment.Rules))
+		}
 	}
 }
 
@@ -179,4 +192,46 @@ func equalRules(a, b []rbacv1.PolicyRule) bool {
 		return slices.Equal(x.APIGroups, y.APIGroups) && slices.Equal(x.Resources, y.Resources) &&
 			slices.Equal(x.Verbs, y.Verbs) && slices.Equal(x.ResourceNames, y.ResourceNames)
 	})
+}
+
+// TestLabelDeploymentParameters checks that the schema admits exactly one of value and
+// remove: true, so the action never has to choose, and execution.yaml.
+func TestLabelDeploymentParameters(t *testing.T) {
+	tpl := template(t, "label-deployment")
+	v := &validation.Validator{}
+	tests := []struct {
+		name, params string
+		// wantField is the field refused, "" when the parameters are admitted.
+		wantField string
+	}{
+		{"set", `{"key":"team","value":"payments"}`, ""},
+		{"set empty", `{"key":"team","value":""}`, ""},
+		{"set, remove false", `{"key":"team","value":"payments","remove":false}`, ""},
+		{"remove", `{"key":"team","remove":true}`, ""},
+		{"neither", `{"key":"team"}`, "spec.action.parameters.value"},
+		{"both", `{"key":"team","value":"payments","remove":true}`, "spec.action.parameters.remove"},
+		{"a bad key", `{"key":"team-","value":"x"}`, "spec.action.parameters.key"},
+		{"another parameter", `{"key":"team","value":"x","overwrite":false}`, "spec.action.parameters.overwrite"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obj := &v1alpha1.KubernetesExecution{}
+			load(t, "label-deployment/execution.yaml", obj)
+			if errs := append(v.Execution(obj, tpl), v.RenderErrors(obj, tpl)...); len(errs) > 0 {
+				t.Fatalf("execution.yaml would be refused:\n%v", errs.ToAggregate())
+			}
+			obj.Spec.Action.Parameters.Raw = []byte(tt.params)
+			errs := v.Execution(obj, tpl)
+			if tt.wantField == "" {
+				if len(errs) > 0 {
+					t.Fatalf("refused:\n%v", errs.ToAggregate())
+				}
+				return
+			}
+			if len(errs) == 0 || !slices.ContainsFunc(errs, func(e *field.Error) bool { return e.Field == tt.wantField }) {
+				t.Fatalf("errors %v, want one at %s", errs, tt.wantField)
+			}
+			t.Logf("%s: %v", tt.name, errs.ToAggregate())
+		})
+	}
 }

@@ -7,9 +7,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,13 @@ func helm(args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig,
 		"HELM_CACHE_HOME="+work+"/cache", "HELM_CONFIG_HOME="+work+"/config", "HELM_DATA_HOME="+work+"/data")
 	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// kubernaut runs the kubectl plugin built by the Makefile against the local control plane.
+func kubernaut(args ...string) (string, error) {
+	args = append([]string{"--kubeconfig", cluster.Kubeconfig, "--cache-dir", GinkgoT().TempDir()}, args...)
+	out, err := exec.Command(filepath.Join(e2eutil.BinDir(), "kubectl-kubernaut"), args...).CombinedOutput() //nolint:gosec // G204: the plugin built by make build.
 	return string(out), err
 }
 
@@ -177,6 +186,76 @@ var _ = Describe("helm install, upgrade and uninstall", Ordered, func() {
 		Eventually(func() error {
 			return k8s.Get(ctx, client.ObjectKey{Name: "kubernaut-action-cordon-node"}, &rbacv1.ClusterRole{})
 		}).Should(Succeed())
+	})
+
+	It("installs the label-deployment example as docs/authoring.md says, and runs it: a dry run, then for real", func(ctx SpecContext) {
+		example := filepath.Join(e2eutil.RepoRoot(), "examples", "label-deployment")
+		// Step 5: the ceiling fragment through the chart's values.
+		out, err := helm(chartArgs("upgrade", "--reuse-values", "-f", filepath.Join(example, "values.yaml"))...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		fragment := &rbacv1.ClusterRole{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "kubernaut-executor-ceiling-custom-label-deployment"}, fragment)).To(Succeed())
+		// Step 7: the template, applied once the ceiling holds its rules.
+		Eventually(func() error {
+			out, err := e2eutil.Kubectl(cluster.Kubeconfig, "", "apply", "-f", filepath.Join(example, "actiontemplate.yaml"))
+			if err != nil {
+				return errors.New(out)
+			}
+			return nil
+		}).Should(Succeed())
+		tpl := &v1alpha1.ActionTemplate{ObjectMeta: metav1.ObjectMeta{Name: "label-deployment"}}
+		DeferCleanup(func(ctx SpecContext) {
+			Expect(client.IgnoreNotFound(k8s.Delete(ctx, tpl))).To(Succeed())
+			Eventually(gone(ctx, tpl)).Should(BeTrue())
+		})
+		Eventually(templateReady(ctx, "label-deployment")).Should(Succeed())
+		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}})).To(Succeed())
+		Expect(k8s.Create(ctx, e2eutil.IdleDeployment("shop", "web"))).To(Succeed())
+		labels := func() map[string]string {
+			d := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, d)).To(Succeed())
+			return d.Labels
+		}
+		run := func(args ...string) *v1alpha1.KubernetesExecution {
+			GinkgoHelper()
+			args = append([]string{"run", "label-deployment", "--target", "deploy/web", "-n", "shop", "--wait"}, args...)
+			out, err := kubernaut(args...)
+			Expect(err).NotTo(HaveOccurred(), out)
+			name := regexp.MustCompile(`(?m)^kubernetesexecution shop/(\S+) created$`).FindStringSubmatch(out)
+			Expect(name).NotTo(BeNil(), out)
+			obj := &v1alpha1.KubernetesExecution{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "shop", Name: name[1]}, obj)).To(Succeed())
+			Expect(obj.Status.Phase).To(Equal(v1alpha1.PhaseCompleted), out)
+			return obj
+		}
+
+		dry := run("--param", "key=team", "--param", "value=payments", "--dry-run")
+		Expect(dry.Status.Result.Output).To(Equal("would set label team=payments on Deployment shop/web"))
+		// The API server drops a null in stored data: "before": null is stored as no "before".
+		Expect(dry.Status.Result.Data.Raw).To(MatchJSON(`{"after":"payments","dryRun":true,"changed":true}`))
+		Expect(labels()).NotTo(HaveKey("team"), "a dry run changed the Deployment")
+
+		set := run("--param", "key=team", "--param", "value=payments")
+		Expect(set.Status.Result.Output).To(Equal("set label team=payments on Deployment shop/web"))
+		Expect(set.Status.Result.Data.Raw).To(MatchJSON(`{"after":"payments","dryRun":false,"changed":true}`))
+		Expect(labels()).To(HaveKeyWithValue("team", "payments"))
+		Expect(set.Status.Result.ResourceUsage).NotTo(BeNil(), "the SDK reports what the action used")
+
+		again := run("--param", "key=team", "--param", "value=payments")
+		Expect(again.Status.Result.Output).To(Equal("Deployment shop/web already has label team=payments"))
+		Expect(again.Status.Result.Data.Raw).To(MatchJSON(`{"before":"payments","after":"payments","dryRun":false,"changed":false}`))
+
+		removed := run("--param", "key=team", "--param", "remove=true")
+		Expect(removed.Status.Result.Data.Raw).To(MatchJSON(`{"before":"payments","dryRun":false,"changed":true}`))
+		Expect(labels()).NotTo(HaveKey("team"))
+
+		// Neither a value nor remove: refused at admission, naming the field; nothing runs.
+		out, err = kubernaut("run", "label-deployment", "--target", "deploy/web", "-n", "shop", "--param", "key=team")
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("spec.action.parameters.value: Required value"))
+		executions := &v1alpha1.KubernetesExecutionList{}
+		Expect(k8s.List(ctx, executions, client.InNamespace("shop"))).To(Succeed())
+		Expect(executions.Items).To(HaveLen(4))
 	})
 
 	It("uninstalls everything but the CRDs, promptly, with a ceiling fragment an administrator added", func(ctx SpecContext) {

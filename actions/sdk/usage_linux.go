@@ -1,4 +1,4 @@
-package result
+package sdk
 
 import (
 	"syscall"

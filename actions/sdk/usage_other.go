@@ -1,6 +1,6 @@
 //go:build !linux
 
-package result
+package sdk
 
 import "github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 

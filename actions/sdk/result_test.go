@@ -1,4 +1,4 @@
-package result
+package sdk
 
 import (
 	"bytes"
@@ -14,8 +14,6 @@ import (
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
-
-func ptrTo[T any](v T) *T { return &v }
 
 func TestEncode(t *testing.T) {
 	big := strings.Repeat("é", 5000) // 10000 bytes, two per rune
@@ -85,7 +83,7 @@ func TestWriteMeasuresUsage(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "termination-log")
 	t.Setenv("TERMINATION_MESSAGE_PATH", path)
-	if err := Write(v1alpha1.ActionResult{Success: ptrTo(true), Output: "done"}); err != nil {
+	if err := WriteResult(v1alpha1.ActionResult{Success: ptrTo(true), Output: "done"}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
@@ -108,14 +106,14 @@ func TestWriteMeasuresUsage(t *testing.T) {
 }
 
 func TestWithData(t *testing.T) {
-	r := WithData(v1alpha1.ActionResult{Success: ptrTo(true)}, map[string]int{"replicas": 3})
+	r := withData(v1alpha1.ActionResult{Success: ptrTo(true)}, map[string]int{"replicas": 3})
 	if string(r.Data) != `{"replicas":3}` || r.Error != "" {
 		t.Fatalf("data %s, error %q", r.Data, r.Error)
 	}
-	if r := WithData(v1alpha1.ActionResult{Error: "boom"}, nil); r.Data != nil || r.Error != "boom" {
+	if r := withData(v1alpha1.ActionResult{Error: "boom"}, nil); r.Data != nil || r.Error != "boom" {
 		t.Fatalf("no data: data %s, error %q", r.Data, r.Error)
 	}
-	r = WithData(v1alpha1.ActionResult{Error: "boom"}, func() {})
+	r = withData(v1alpha1.ActionResult{Error: "boom"}, func() {})
 	if r.Data != nil || !strings.HasPrefix(r.Error, "boom; data could not be encoded: ") {
 		t.Fatalf("unencodable data: data %s, error %q", r.Data, r.Error)
 	}

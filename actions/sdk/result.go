@@ -1,6 +1,4 @@
-// Package result writes an action's v1alpha1.ActionResult as the executor reads it: one JSON
-// object of at most v1alpha1.MaxResultBytes in the container's termination message.
-package result
+package sdk
 
 import (
 	"encoding/json"
@@ -15,9 +13,9 @@ import (
 // overrides it (the local node agent gives each pod its own file).
 const DefaultPath = "/dev/termination-log"
 
-// WithData returns r with v, encoded as JSON, as its data. When v cannot be encoded, r has no
+// withData returns r with v, encoded as JSON, as its data. When v cannot be encoded, r has no
 // data and its error says why.
-func WithData(r v1alpha1.ActionResult, v any) v1alpha1.ActionResult {
+func withData(r v1alpha1.ActionResult, v any) v1alpha1.ActionResult {
 	if v == nil {
 		return r
 	}
@@ -98,9 +96,9 @@ func joinErr(a, b string) string {
 	return a + "; " + b
 }
 
-// Write writes r to the termination message path, with its resourceUsage measured by Usage just
-// before (absent when nothing could be measured).
-func Write(r v1alpha1.ActionResult) error {
+// WriteResult writes r, encoded by Encode, to the termination message path, with its
+// resourceUsage measured by Usage just before (absent when nothing could be measured).
+func WriteResult(r v1alpha1.ActionResult) error {
 	path := os.Getenv("TERMINATION_MESSAGE_PATH")
 	if path == "" {
 		path = DefaultPath
