@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -139,12 +140,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 	}()
 	if opts.PodNetwork {
-		n, err := nodeagent.FreeSubnet(os.Getpid())
-		if err != nil {
+		if c.network, err = newPodNetwork(); err != nil {
 			return nil, err
-		}
-		if c.network, err = nodeagent.NewPodNetwork(n); err != nil {
-			return nil, fmt.Errorf("creating the pod network: %w", err)
 		}
 		port, err := freePort(c.network.HostIP)
 		if err != nil {
@@ -272,6 +269,26 @@ func (c *Cluster) Stop() error {
 		_ = os.RemoveAll(c.removeDir)
 	}
 	return errors.Join(errs...)
+}
+
+// podNetworkMu serializes picking and creating pod networks: two clusters started at once in
+// one process start from the same subnet (the seed is the process id), and the second would
+// otherwise pick it before the first has taken its address.
+var podNetworkMu sync.Mutex
+
+// newPodNetwork creates a pod network on a subnet no other on this machine uses.
+func newPodNetwork() (*nodeagent.PodNetwork, error) {
+	podNetworkMu.Lock()
+	defer podNetworkMu.Unlock()
+	n, err := nodeagent.FreeSubnet(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	network, err := nodeagent.NewPodNetwork(n)
+	if err != nil {
+		return nil, fmt.Errorf("creating the pod network: %w", err)
+	}
+	return network, nil
 }
 
 func freePort(host string) (int, error) {

@@ -41,9 +41,12 @@ func NewPodNetwork(n int) (*PodNetwork, error) {
 		{"-n", p.Namespace, "link", "set", p.podLink, "up"},
 		{"-n", p.Namespace, "link", "set", "lo", "up"},
 	}
-	for _, s := range steps {
+	for i, s := range steps {
 		if err := ip(s...); err != nil {
-			p.Close()
+			// A namespace that could not be added is someone else's: leave it alone.
+			if i > 0 {
+				p.Close()
+			}
 			return nil, err
 		}
 	}
