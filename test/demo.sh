@@ -177,6 +177,8 @@ if [ -n "${KEEP:-}" ]; then
   echo "The audit storage service keeps running too:"
   echo "AUDIT_URL=$audit_url"
   echo "  $BIN/auditreceiver -list $audit_url; curl -s $audit_url/api/v1/audit/kubernetes-execution"
+  echo "Run an action image of your own (docs/authoring.md, step 7):"
+  echo "  $BIN/localcluster load-image IMAGE BINARY"
   echo "  stop everything with: make demo-down"
 else
   say "Demo complete; stopping everything (KEEP=1 keeps it running)"

@@ -70,6 +70,10 @@ type Options struct {
 	Kwok string
 }
 
+// LoadedImagesDir is the folder of images loaded into the cluster whose Options.Dir is dir
+// (nodeagent.LoadImage; `localcluster load-image`).
+func LoadedImagesDir(dir string) string { return filepath.Join(dir, "images") }
+
 // Cluster is a running local control plane.
 type Cluster struct {
 	// Config is an administrator's client config (system:masters).
@@ -188,7 +192,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	c.Agent = nodeagent.New(nodeagent.Config{
 		NodeName: NodeName, ExtraNodes: []string{SpareNodeName}, Client: clientset, RESTConfig: c.Config, Images: opts.Images,
-		Dir: filepath.Join(opts.Dir, "node"), Network: c.network,
+		LoadedImages: LoadedImagesDir(opts.Dir), Dir: filepath.Join(opts.Dir, "node"), Network: c.network,
 	})
 	agentCtx, cancel := context.WithCancel(context.Background())
 	c.stopAgent, c.agentDone = cancel, make(chan error, 1)

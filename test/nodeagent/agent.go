@@ -10,6 +10,7 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,6 +48,9 @@ type Config struct {
 	// Images maps an image repository (the reference without tag or digest) to the binary
 	// that runs it.
 	Images map[string]string
+	// LoadedImages is a folder of images loaded while the agent runs (LoadImage), looked up when
+	// Images has no binary for an image.
+	LoadedImages string
 	// Dir holds per-pod files: kubeconfig, termination messages, logs, volumes.
 	Dir string
 	// Network, when set, gives each pod its own address in a network namespace; otherwise pods
@@ -318,13 +322,54 @@ func (a *Agent) binaryFor(image string) (string, error) {
 	if b, ok := a.cfg.Images[repository(image)]; ok {
 		return b, nil
 	}
+	if a.cfg.LoadedImages != "" {
+		b := loadedPath(a.cfg.LoadedImages, image)
+		if _, err := os.Stat(b); err == nil {
+			return b, nil
+		}
+	}
 	known := make([]string, 0, len(a.cfg.Images))
 	for k := range a.cfg.Images {
 		known = append(known, k)
 	}
 	sort.Strings(known)
-	return "", fmt.Errorf("failed to pull image %q: the local node agent runs only the project's own images (%s)",
+	return "", fmt.Errorf("failed to pull image %q: the local node agent runs only the project's own images (%s) and those loaded with localcluster load-image",
 		image, strings.Join(known, ", "))
+}
+
+// LoadImage makes the agent whose Config.LoadedImages is dir run binary for image (any tag or
+// digest of its repository), as loading an image into a local cluster does: the binary is
+// copied, so rebuilding it later changes nothing until it is loaded again.
+func LoadImage(dir, image, binary string) error {
+	src, err := os.ReadFile(filepath.Clean(binary))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".load-*")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	if _, err := tmp.Write(src); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o755); err != nil { //nolint:gosec // G302: it is a program to run.
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), loadedPath(dir, image))
+}
+
+// loadedPath is where LoadImage keeps the binary of image's repository.
+func loadedPath(dir, image string) string {
+	return filepath.Join(dir, url.PathEscape(repository(image)))
 }
 
 // repository strips the tag or digest from an image reference.

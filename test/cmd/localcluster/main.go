@@ -1,6 +1,10 @@
 // Command localcluster starts the local control plane (etcd, kube-apiserver,
 // kube-controller-manager and the node agent, or with --kwok kube-scheduler and kwok), prints
 // KUBECONFIG=<path>, and runs until it is sent SIGINT or SIGTERM.
+//
+// `localcluster load-image [--dir DIR] IMAGE BINARY` makes the running cluster's node agent run
+// BINARY for IMAGE (any tag of its repository): the local way to use an image of one's own,
+// since the node agent runs programs, not containers.
 package main
 
 import (
@@ -13,9 +17,14 @@ import (
 	"syscall"
 
 	"github.com/kubernaut/kubernaut-executor/test/localcluster"
+	"github.com/kubernaut/kubernaut-executor/test/nodeagent"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "load-image" {
+		loadImage(os.Args[2:])
+		return
+	}
 	dir := flag.String("dir", ".work/cluster", "Folder for the kubeconfig, logs and pod files.")
 	binDir := flag.String("bin-dir", "bin", "Folder with the project's binaries, run for the project's images.")
 	webhooks := flag.String("webhook-config", "", "Folder of webhook configurations to install, pointed at a local webhook server; its address and certificate folder are written to <dir>/webhook.env.")
@@ -50,6 +59,26 @@ func main() {
 	<-ctx.Done()
 	_ = os.Remove(filepath.Join(abs, "ready"))
 	check(c.Stop())
+}
+
+func loadImage(args []string) {
+	fs := flag.NewFlagSet("load-image", flag.ExitOnError)
+	dir := fs.String("dir", ".work/demo/cluster", "The cluster's folder (make demo's by default).")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: localcluster load-image [--dir DIR] IMAGE BINARY\n\nRuns BINARY, a program built for this machine, for pods that use IMAGE (any tag).")
+		fs.PrintDefaults()
+	}
+	check(fs.Parse(args))
+	if fs.NArg() != 2 {
+		fs.Usage()
+		os.Exit(2)
+	}
+	if _, err := os.Stat(filepath.Join(*dir, "kubeconfig")); err != nil {
+		check(fmt.Errorf("no local cluster in %s: %w", *dir, err))
+	}
+	image, binary := fs.Arg(0), fs.Arg(1)
+	check(nodeagent.LoadImage(localcluster.LoadedImagesDir(*dir), image, binary))
+	fmt.Printf("image %s loaded: the node agent runs %s for it\n", image, binary)
 }
 
 func check(err error) {
