@@ -247,8 +247,13 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 	if gone, err := r.targetGone(ctx, grant.Target); err != nil {
 		return err
 	} else if gone {
-		failExecution(obj, v1alpha1.ReasonTargetNotFound, fmt.Sprintf("attempt %d was not started: the target %s %s no longer exists",
-			number, obj.Spec.Action.Target.ResourceKind, targetName(obj.Spec.Action.Target)), now)
+		// Before the first attempt the target may never have existed: say only what is known.
+		state := "does not exist"
+		if number > 1 {
+			state = "no longer exists"
+		}
+		failExecution(obj, v1alpha1.ReasonTargetNotFound, fmt.Sprintf("attempt %d was not started: the target %s %s %s",
+			number, obj.Spec.Action.Target.ResourceKind, targetName(obj.Spec.Action.Target), state), now)
 		return nil
 	}
 	if err := r.reconcileGrant(ctx, obj, grant); err != nil {

@@ -5,6 +5,8 @@
 package examples_test
 
 import (
+	"go/scanner"
+	"go/token"
 	"os"
 	"path/filepath"
 	"slices"
@@ -233,5 +235,48 @@ func TestLabelDeploymentParameters(t *testing.T) {
 			}
 			t.Logf("%s: %v", tt.name, errs.ToAggregate())
 		})
+	}
+}
+
+// TestGuideShowsTheExample checks that the Go action docs/authoring.md walks through is
+// examples/label-deployment/main.go, the one the end-to-end spec runs, comments aside.
+func TestGuideShowsTheExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/authoring.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "### In Go, with the SDK")
+	_, code, ok2 := strings.Cut(section, "```go\n")
+	code, _, ok3 := strings.Cut(code, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/authoring.md has no Go block under \"In Go, with the SDK\"")
+	}
+	example, err := os.ReadFile("label-deployment/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := goTokens(t, []byte(code)), goTokens(t, example); !slices.Equal(got, want) {
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("the guide's code differs from the example at token %d: %q, want %q", i, got[i], want[i])
+			}
+		}
+		t.Fatalf("the guide's code has %d tokens, the example %d", len(got), len(want))
+	}
+}
+
+// goTokens is src's Go tokens, without comments.
+func goTokens(t *testing.T, src []byte) []string {
+	t.Helper()
+	fset := token.NewFileSet()
+	var s scanner.Scanner
+	s.Init(fset.AddFile("", fset.Base(), len(src)), src, func(pos token.Position, msg string) { t.Fatalf("%s: %s", pos, msg) }, 0)
+	var out []string
+	for {
+		_, tok, lit := s.Scan()
+		if tok == token.EOF {
+			return out
+		}
+		out = append(out, tok.String()+lit)
 	}
 }

@@ -45,7 +45,8 @@ func labelDeployment(ctx context.Context, req *sdk.Request) sdk.Result {
 		return sdk.Failed(err, nil)
 	}
 	before := label(d.Labels, p.Key)
-	change := sdk.Change{Before: before, After: p.Value, DryRun: req.DryRun}
+	// After is what the Deployment holds: before, until a patch says otherwise.
+	change := sdk.Change{Before: before, After: before, DryRun: req.DryRun}
 	if same(before, p.Value) {
 		return sdk.Succeeded(fmt.Sprintf("%s already %s", req, state(p)), change)
 	}

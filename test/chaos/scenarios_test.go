@@ -397,8 +397,12 @@ var _ = Describe("Faults", func() {
 		targetNotFound := 0
 		r.accept = func(p *planned, e *v1alpha1.KubernetesExecution) bool {
 			ready := meta.FindStatusCondition(e.Status.Conditions, v1alpha1.ConditionReady)
-			if p.ns != orphaned || e.Status.Phase != v1alpha1.PhaseFailed || ready == nil || ready.Reason != v1alpha1.ReasonTargetNotFound ||
-				!strings.HasSuffix(ready.Message, "no longer exists") || len(e.Status.Attempts) >= len(p.kind.reasons) ||
+			if ready == nil {
+				return false
+			}
+			// "does not exist" before a first attempt, "no longer exists" before a later one.
+			saysGone := strings.HasSuffix(ready.Message, "no longer exists") || strings.HasSuffix(ready.Message, "does not exist")
+			if p.ns != orphaned || e.Status.Phase != v1alpha1.PhaseFailed || ready.Reason != v1alpha1.ReasonTargetNotFound || !saysGone || len(e.Status.Attempts) >= len(p.kind.reasons) ||
 				e.Status.CompletionTime == nil || e.Status.CompletionTime.Time.Before(targetGone.Truncate(time.Second)) {
 				return false
 			}
