@@ -51,6 +51,11 @@ func CacheOptions(namespace string) cache.Options {
 				Namespaces: map[string]cache.Config{namespace: {}},
 				Label:      predefined,
 			},
+			// The target clusters' credentials (ClusterRegistry): no other Secret is cached.
+			&corev1.Secret{}: {
+				Namespaces: map[string]cache.Config{namespace: {}},
+				Label:      labels.SelectorFromSet(labels.Set{v1alpha1.LabelCluster: "true"}),
+			},
 		},
 	}
 }

@@ -245,7 +245,7 @@ func memoryCache(t *testing.T, opts cache.Options, lists map[string]runtime.Obje
 		obj   runtime.Object
 		scope meta.RESTScope
 	}{
-		{&corev1.Pod{}, meta.RESTScopeNamespace}, {&corev1.ConfigMap{}, meta.RESTScopeNamespace},
+		{&corev1.Pod{}, meta.RESTScopeNamespace}, {&corev1.ConfigMap{}, meta.RESTScopeNamespace}, {&corev1.Secret{}, meta.RESTScopeNamespace},
 		{&corev1.ServiceAccount{}, meta.RESTScopeNamespace}, {&batchv1.Job{}, meta.RESTScopeNamespace},
 		{&rbacv1.Role{}, meta.RESTScopeNamespace}, {&rbacv1.RoleBinding{}, meta.RESTScopeNamespace},
 		{&rbacv1.ClusterRole{}, meta.RESTScopeRoot}, {&rbacv1.ClusterRoleBinding{}, meta.RESTScopeRoot},

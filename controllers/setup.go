@@ -93,6 +93,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if err := mgr.Add(&GrantSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Interval: cfg.SweepInterval}); err != nil {
 		return err
 	}
+	clusters := &ClusterRegistry{Client: mgr.GetClient(), Namespace: cfg.Namespace, Scheme: mgr.GetScheme(), Recorder: recorder}
+	if err := clusters.SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if err := (&AuditReconciler{
 		Client: mgr.GetClient(), Recorder: recorder, Clock: cfg.Clock,
 		Options: cfg.Audit, ActionImages: cfg.ActionImages,

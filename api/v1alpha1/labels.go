@@ -63,3 +63,20 @@ const (
 	// GrantFinalizer keeps a KubernetesExecution until the RBAC grant made for it is revoked.
 	GrantFinalizer = "kubernaut.io/revoke-grant"
 )
+
+// Target clusters (multi-cluster execution).
+const (
+	// LabelCluster marks a Secret in the manager's namespace as a target cluster's credentials:
+	// "true" registers it.
+	LabelCluster = "kubernaut.io/cluster"
+	// AnnotationClusterName names the cluster its Secret registers; the Secret's name when absent.
+	AnnotationClusterName = "kubernaut.io/cluster-name"
+	// ClusterSecretKubeconfig is the key of a cluster Secret holding a kubeconfig (its current
+	// context is used).
+	ClusterSecretKubeconfig = "kubeconfig"
+	// ClusterSecretServer, ClusterSecretCA and ClusterSecretToken are the keys of a cluster
+	// Secret without a kubeconfig: the API server's URL, its CA bundle (PEM) and a bearer token.
+	ClusterSecretServer = "server"
+	ClusterSecretCA     = "ca.crt"
+	ClusterSecretToken  = "token"
+)

@@ -308,6 +308,10 @@ func TestManagerRBAC(t *testing.T) {
 			if contains(r.Resources, "configmaps") {
 				t.Errorf("ClusterRole %s grants %v on ConfigMaps cluster-wide", u.GetName(), r.Verbs)
 			}
+			// The target clusters' credentials are read in the release's namespace only.
+			if contains(r.Resources, "secrets") {
+				t.Errorf("ClusterRole %s grants %v on Secrets cluster-wide", u.GetName(), r.Verbs)
+			}
 		}
 	}
 
