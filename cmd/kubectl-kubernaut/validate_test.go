@@ -77,6 +77,11 @@ func TestValidatePassesTheExamples(t *testing.T) {
 			t.Errorf("not ok: %s", l)
 		}
 	}
+	for _, name := range []string{"kubectl-label", "label-deployment"} {
+		if !strings.Contains(stdout, name+": ok") {
+			t.Errorf("the example %s was not validated:\n%s", name, stdout)
+		}
+	}
 }
 
 // TestValidateRefusesTheBadTemplates runs validate on each file of testdata/bad, one defect
