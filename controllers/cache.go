@@ -131,7 +131,13 @@ func TrimJob(job *batchv1.Job) *batchv1.Job {
 // trimMeta keeps what the executor reads of a Job's or pod's metadata, and what the cache and
 // the informers need (name, namespace, UID, resourceVersion).
 func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	var annotations map[string]string
+	if name, ok := m.Annotations[v1alpha1.AnnotationExecutionName]; ok {
+		// How a Job or pod in a target cluster names its execution (markRemote).
+		annotations = map[string]string{v1alpha1.AnnotationExecutionName: name}
+	}
 	return metav1.ObjectMeta{
+		Annotations:                annotations,
 		Name:                       m.Name,
 		Namespace:                  m.Namespace,
 		UID:                        m.UID,

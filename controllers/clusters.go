@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
+	"github.com/kubernaut/kubernaut-executor/internal/access"
 )
 
 // Events about a target cluster, recorded on its Secret.
@@ -63,6 +65,7 @@ type RemoteCluster struct {
 	version string
 	// cl is nil until the cluster first answers: its cache needs the cluster's API to start.
 	cl   cluster.Cluster
+	ctx  context.Context
 	stop context.CancelFunc
 	done chan struct{}
 
@@ -77,6 +80,16 @@ func (c *RemoteCluster) Cluster() (cluster.Cluster, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cl, c.cl != nil
+}
+
+// stopped is closed when the connection ends (nil before it starts).
+func (c *RemoteCluster) stopped() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		return nil
+	}
+	return c.ctx.Done()
 }
 
 // Ready reports whether the cluster answered its last probe, and if not, why.
@@ -122,6 +135,24 @@ func (r *ClusterRegistry) Get(name string) (*RemoteCluster, bool) {
 	defer r.mu.RUnlock()
 	c, ok := r.clusters[name]
 	return c, ok
+}
+
+// Target returns what the execution webhook needs of the cluster called name: its RESTMapper
+// and a SubjectAccessReview creator, with the executor's credentials there.
+func (r *ClusterRegistry) Target(name string) (meta.RESTMapper, access.Creator, bool, string) {
+	c, ok := r.Get(name)
+	if !ok {
+		return nil, nil, false, ""
+	}
+	ready, why := c.Ready()
+	cl, connected := c.Cluster()
+	if !ready || !connected {
+		if why == "" {
+			why = "not connected yet"
+		}
+		return nil, nil, true, fmt.Sprintf("the target cluster %q is unreachable: %s", name, why)
+	}
+	return cl.GetRESTMapper(), cl.GetClient(), true, ""
 }
 
 // Names lists the registered clusters, sorted.
@@ -242,7 +273,7 @@ func (r *ClusterRegistry) start(c *RemoteCluster, cfg *rest.Config) (cluster.Clu
 		}
 	}()
 	c.mu.Lock()
-	c.cl, c.stop, c.done = cl, stop, done
+	c.cl, c.ctx, c.stop, c.done = cl, ctx, stop, done
 	c.mu.Unlock()
 	return cl, nil
 }

@@ -2,14 +2,17 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -146,5 +149,121 @@ var _ = Describe("Target clusters registered as Secrets", Ordered, func() {
 				g.Expect(notes[0]).To(ContainSubstring(why))
 			}).Should(Succeed(), why)
 		}
+	})
+
+	Context("executing there", func() {
+		var targetK8s client.Client
+		var ns string
+		BeforeAll(func(ctx SpecContext) {
+			var err error
+			targetK8s, err = client.New(target.Config, client.Options{Scheme: scheme})
+			Expect(err).NotTo(HaveOccurred())
+			ensureTemplate(ctx, testTemplate, "kubernaut-actions")
+			s := secret("cluster-target", map[string][]byte{v1alpha1.ClusterSecretKubeconfig: kubeconfig}, map[string]string{v1alpha1.AnnotationClusterName: "target"})
+			Expect(k8s.Create(ctx, s)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, s))).To(Succeed()) })
+			Eventually(clusterReady).WithArguments("target").Should(BeEquivalentTo(1))
+		})
+		BeforeEach(func(ctx SpecContext) {
+			// The execution's namespace here; the same name, with the target, there.
+			ns = newNamespace(ctx)
+			Expect(targetK8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+				Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}})).To(Succeed())
+			Expect(targetK8s.Create(ctx, deployment(ns, "web"))).To(Succeed())
+		})
+		remote := func(name, params, cluster string) *v1alpha1.KubernetesExecution {
+			obj := newExecution(ns, name, params)
+			obj.Spec.Action.Target.Cluster = cluster
+			return obj
+		}
+		// there counts the execution's objects in the target cluster: Jobs, ServiceAccounts and
+		// grant Roles.
+		there := func(ctx context.Context, c client.Client, obj *v1alpha1.KubernetesExecution) func(Gomega) []int {
+			return func(g Gomega) []int {
+				jobs, sas, roles := &batchv1.JobList{}, &corev1.ServiceAccountList{}, &rbacv1.RoleList{}
+				g.Expect(c.List(ctx, jobs, client.InNamespace(ns))).To(Succeed())
+				g.Expect(c.List(ctx, sas, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelExecutionUID: string(obj.UID)})).To(Succeed())
+				g.Expect(c.List(ctx, roles, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelExecutionUID: string(obj.UID)})).To(Succeed())
+				return []int{len(jobs.Items), len(sas.Items), len(roles.Items)}
+			}
+		}
+
+		It("runs an execution there: its ServiceAccount, grant and Job there, the grant only while it runs; its status here", func(ctx SpecContext) {
+			obj := remote("remote-run", `{"sleepSeconds":3,"output":"ran there"}`, "target")
+			Expect(k8s.Create(ctx, obj)).To(Succeed())
+			Eventually(there(ctx, targetK8s, obj)).Should(Equal([]int{1, 1, 1}), "the Job, ServiceAccount and Role in the target cluster")
+			Expect(there(ctx, k8s, obj)(Default)).To(Equal([]int{0, 0, 0}), "nothing of it in the executor's cluster")
+			job := &batchv1.Job{}
+			Expect(targetK8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "remote-run-1"}, job)).To(Succeed())
+			Expect(job.OwnerReferences).To(BeEmpty())
+			Expect(job.Labels).To(HaveKeyWithValue(v1alpha1.LabelExecutionUID, string(obj.UID)))
+
+			Eventually(phaseOf(ctx, obj), time.Minute).Should(Equal(v1alpha1.PhaseCompleted))
+			got := get(ctx, obj)(Default)
+			Expect(got.Status.Result.Output).To(Equal("ran there"))
+			Expect(got.Status.Attempts).To(HaveLen(1))
+			Eventually(there(ctx, targetK8s, obj)).Should(Equal([]int{1, 0, 0}), "the grant revoked there; the Job kept for its TTL")
+			Eventually(func(g Gomega) {
+				g.Expect(targetK8s.Get(ctx, client.ObjectKeyFromObject(job), job)).To(Succeed())
+				g.Expect(job.Spec.TTLSecondsAfterFinished).NotTo(BeNil())
+			}).Should(Succeed())
+		})
+
+		It("fails an execution whose cluster is not registered, creating nothing", func(ctx SpecContext) {
+			obj := remote("nowhere", `{}`, "nowhere")
+			Expect(k8s.Create(ctx, obj)).To(Succeed())
+			Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))
+			got := get(ctx, obj)(Default)
+			Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonClusterNotFound))
+			Expect(readyCondition(got).Message).To(ContainSubstring(`the target cluster "nowhere" is not registered`))
+			Expect(there(ctx, k8s, obj)(Default)).To(Equal([]int{0, 0, 0}))
+			Expect(there(ctx, targetK8s, obj)(Default)).To(Equal([]int{0, 0, 0}))
+		})
+
+		It("holds an execution while its cluster does not answer, and runs it once it does", func(ctx SpecContext) {
+			s := secret("cluster-late", unreachable, map[string]string{v1alpha1.AnnotationClusterName: "late"})
+			Expect(k8s.Create(ctx, s)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, s))).To(Succeed()) })
+			Eventually(clusterReady).WithArguments("late").Should(BeEquivalentTo(0))
+			obj := remote("late-run", `{}`, "late")
+			Expect(k8s.Create(ctx, obj)).To(Succeed())
+			Eventually(func(g Gomega) {
+				got := get(ctx, obj)(g)
+				g.Expect(got.Status.Phase).To(Equal(v1alpha1.PhasePending))
+				g.Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonClusterUnreachable))
+				g.Expect(readyCondition(got).Message).To(ContainSubstring(`the target cluster "late" is unreachable`))
+			}).Should(Succeed())
+			Consistently(there(ctx, targetK8s, obj)).Should(Equal([]int{0, 0, 0}))
+
+			By("rotating the Secret to credentials that work")
+			s.Data = map[string][]byte{v1alpha1.ClusterSecretKubeconfig: kubeconfig}
+			Expect(k8s.Update(ctx, s)).To(Succeed())
+			Eventually(phaseOf(ctx, obj), time.Minute).Should(Equal(v1alpha1.PhaseCompleted))
+		})
+
+		It("refuses a requester who may not execute on the cluster, or may not act there, creating nothing there", func(ctx SpecContext) {
+			deploymentRights := rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"}}
+			// Every right here, none to execute on the cluster.
+			noExecute := newTenant(ctx, "no-execute-"+ns, []rbacv1.PolicyRule{executionRights, deploymentRights}, ns)
+			obj := remote("no-execute", `{}`, "target")
+			Expect(noExecute.c.Create(ctx, obj)).To(Succeed())
+			Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))
+			got := get(ctx, obj)(Default)
+			Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonRequesterForbidden))
+			Expect(readyCondition(got).Message).To(ContainSubstring(fmt.Sprintf(`the requester %s may no longer execute on cluster "target"`, noExecute.name)))
+			Expect(there(ctx, targetK8s, obj)(Default)).To(Equal([]int{0, 0, 0}))
+
+			// May execute on the cluster, but holds nothing there.
+			executeRight := rbacv1.PolicyRule{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"clusters"}, ResourceNames: []string{"target"}, Verbs: []string{"execute"}}
+			stranger := newTenant(ctx, "stranger-"+ns, []rbacv1.PolicyRule{executionRights, deploymentRights}, ns)
+			Expect(e2eutil.GrantUser(ctx, k8s, stranger.name, "", executeRight)).To(Succeed())
+			obj = remote("stranger", `{}`, "target")
+			Expect(stranger.c.Create(ctx, obj)).To(Succeed())
+			Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))
+			got = get(ctx, obj)(Default)
+			Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonRequesterForbidden))
+			Expect(readyCondition(got).Message).To(ContainSubstring(fmt.Sprintf(`the requester %s may no longer get deployments.apps "web" in namespace %s`, stranger.name, ns)))
+			Expect(there(ctx, targetK8s, obj)(Default)).To(Equal([]int{0, 0, 0}))
+		})
 	})
 })

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -34,6 +35,9 @@ type GrantSweeper struct {
 	APIReader client.Reader
 	// Interval between sweeps.
 	Interval time.Duration
+	// Target, when set, is a target cluster whose grants and Jobs are swept instead of the
+	// executor's own (whose executions are still read through Client and APIReader).
+	Target client.Client
 }
 
 // NeedLeaderElection makes only the leader sweep.
@@ -58,9 +62,15 @@ func (s *GrantSweeper) Sweep(ctx context.Context) (int, error) {
 		&corev1.ServiceAccountList{}, &rbacv1.RoleList{}, &rbacv1.RoleBindingList{},
 		&rbacv1.ClusterRoleList{}, &rbacv1.ClusterRoleBindingList{},
 	}
+	where := s.Client
+	if s.Target != nil {
+		where = s.Target
+		// No owner reference takes a target cluster's Jobs away with their execution.
+		lists = append(lists, &batchv1.JobList{})
+	}
 	var candidates []client.Object
 	for _, list := range lists {
-		if err := s.List(ctx, list, client.HasLabels{v1alpha1.LabelExecutionUID}); err != nil {
+		if err := where.List(ctx, list, client.HasLabels{v1alpha1.LabelExecutionUID}); err != nil {
 			return 0, err
 		}
 		items, err := meta.ExtractList(list)
@@ -86,7 +96,7 @@ func (s *GrantSweeper) Sweep(ctx context.Context) (int, error) {
 		if !gone[uid] || !o.GetDeletionTimestamp().IsZero() {
 			continue
 		}
-		err := s.Delete(ctx, o, client.Preconditions{UID: ptr.To(o.GetUID())}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		err := where.Delete(ctx, o, client.Preconditions{UID: ptr.To(o.GetUID())}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 		if client.IgnoreNotFound(err) != nil {
 			return deleted, fmt.Errorf("deleting %T %s: %w", o, client.ObjectKeyFromObject(o), err)
 		}

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/internal/access"
@@ -73,6 +74,10 @@ type KubernetesExecutionReconciler struct {
 	// Reviewer answers the SubjectAccessReviews that check the requester before each attempt
 	// (the client when nil; the manager shares a caching one with the webhook).
 	Reviewer access.Creator
+	// Clusters are the registered target clusters; nil when none may be used.
+	Clusters *ClusterRegistry
+
+	remote remoteWatches
 }
 
 // imagePullReasons are the container waiting reasons with which a kubelet says it cannot get
@@ -103,14 +108,17 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !obj.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
+	w, unavailable, registered := r.workClusterFor(obj)
+	if !obj.DeletionTimestamp.IsZero() || (obj.Status.Phase.IsTerminal() && w == nil) {
+		return r.reconcileDelete(ctx, obj, w, registered)
 	}
-	if err := r.settleEndedJobs(ctx, obj); err != nil {
-		return ctrl.Result{}, err
+	if w != nil {
+		if err := r.settleEndedJobs(ctx, obj, w); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if obj.Status.Phase.IsTerminal() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
+		return r.reconcileDelete(ctx, obj, w, registered)
 	}
 	if !controllerutil.ContainsFinalizer(obj, v1alpha1.GrantFinalizer) || (r.AuditEnabled && !controllerutil.ContainsFinalizer(obj, v1alpha1.AuditFinalizer)) {
 		// Before any grant exists, so that none can outlive the execution; and before anything
@@ -132,14 +140,17 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 		}
 	}()
 
-	o, err := r.observe(ctx, obj)
+	if w == nil {
+		return ctrl.Result{RequeueAfter: r.clusterFailure(ctx, obj, unavailable, registered, r.Clock.Now())}, nil
+	}
+	o, err := r.observe(ctx, obj, w)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	d := decide(obj, o, r.Options.Backoff)
 	obj.Status = d.Status
 	if d.StartAttempt > 0 {
-		if err := r.startAttempt(ctx, obj, o.Template, d.StartAttempt, o.Now); err != nil {
+		if err := r.startAttempt(ctx, obj, w, o.Template, d.StartAttempt, o.Now); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -147,19 +158,33 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 }
 
 // reconcileDelete revokes the execution's grant and then releases its finalizer: when the
-// execution ends, and when it is deleted before it ends (its Jobs go with it through their
-// owner references).
-func (r *KubernetesExecutionReconciler) reconcileDelete(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+// execution ends, and when it is deleted before it ends (its Jobs go with it, through their
+// owner references in the executor's cluster, deleted here in a target cluster).
+//
+// In a target cluster that does not answer, the finalizer is kept until it does. In one that is
+// no longer registered nothing can be revoked: the finalizer is released, and the grant is swept
+// when the cluster is registered again (ClusterRegistry's sweep).
+func (r *KubernetesExecutionReconciler) reconcileDelete(ctx context.Context, obj *v1alpha1.KubernetesExecution, w *workCluster, registered bool) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(obj, v1alpha1.GrantFinalizer) {
-		return nil
+		return ctrl.Result{}, nil
 	}
-	if err := r.revokeGrant(ctx, obj); err != nil {
-		return err
+	switch {
+	case w == nil && registered:
+		return ctrl.Result{RequeueAfter: clusterUnreachableRetry}, nil
+	case w != nil:
+		if err := r.revokeGrant(ctx, obj, w); err != nil {
+			return ctrl.Result{}, err
+		}
+		if w.remote() && !obj.DeletionTimestamp.IsZero() {
+			if err := w.deleteJobsOf(ctx, obj); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
 	}
 	orig := obj.DeepCopy()
 	controllerutil.RemoveFinalizer(obj, v1alpha1.GrantFinalizer)
 	err := r.Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
-	return client.IgnoreNotFound(err)
+	return ctrl.Result{}, client.IgnoreNotFound(err)
 }
 
 // settleEndedJobs acts on the Jobs of the attempts the stored status records as ended, and only
@@ -173,25 +198,25 @@ func (r *KubernetesExecutionReconciler) reconcileDelete(ctx context.Context, obj
 //
 // A status write that is lost therefore never leaves a Job deleted, or deletable, without its
 // outcome recorded.
-func (r *KubernetesExecutionReconciler) settleEndedJobs(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+func (r *KubernetesExecutionReconciler) settleEndedJobs(ctx context.Context, obj *v1alpha1.KubernetesExecution, w *workCluster) error {
 	for _, a := range obj.Status.Attempts {
 		if a.EndTime == nil {
 			continue
 		}
 		job := &batchv1.Job{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: a.JobName}, job)
+		err := w.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: a.JobName}, job)
 		if apierrors.IsNotFound(err) || (err == nil && job.DeletionTimestamp != nil) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if !metav1.IsControlledBy(job, obj) {
+		if !w.owns(job, obj) {
 			continue // never touch a Job this execution does not control
 		}
 		switch a.Reason {
 		case v1alpha1.ReasonTimedOut, v1alpha1.ReasonDeadlineExceeded, v1alpha1.ReasonImagePullFailed:
-			if err := r.deleteJob(ctx, job); err != nil {
+			if err := w.deleteJob(ctx, job); err != nil {
 				return err
 			}
 			log.FromContext(ctx).Info("deleted the Job of an ended attempt", "job", job.Name, "reason", a.Reason)
@@ -202,7 +227,7 @@ func (r *KubernetesExecutionReconciler) settleEndedJobs(ctx context.Context, obj
 		}
 		ttl := int32(min(r.Options.JobTTL.Seconds(), math.MaxInt32))
 		patch := fmt.Appendf(nil, `{"spec":{"ttlSecondsAfterFinished":%d}}`, ttl)
-		if err := r.Patch(ctx, job, client.RawPatch(types.MergePatchType, patch)); client.IgnoreNotFound(err) != nil {
+		if err := w.Patch(ctx, job, client.RawPatch(types.MergePatchType, patch)); client.IgnoreNotFound(err) != nil {
 			return err
 		}
 	}
@@ -214,18 +239,18 @@ func (r *KubernetesExecutionReconciler) settleEndedJobs(ctx context.Context, obj
 // every attempt), then the grant and the Job. A check that fails ends the execution. A Job that
 // already exists under the attempt's name (created by a pass on a newer copy, or before a
 // restart) is recorded, never created twice.
-func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, tpl *v1alpha1.ActionTemplate, number int32, now time.Time) error {
+func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, w *workCluster, tpl *v1alpha1.ActionTemplate, number int32, now time.Time) error {
 	// A pass that runs on a copy of the execution older than the pass that checked and created
 	// this attempt's Job (the cache had not yet seen that pass's status write) finds the Job,
 	// on the API server when the cache does not show it yet, and records it without asking or
 	// granting again: one read instead of the reviews and the failed creates.
-	if job, err := r.getJob(ctx, obj.Namespace, JobName(obj.Name, number)); err != nil {
+	if job, err := w.getJob(ctx, obj.Namespace, JobName(obj.Name, number)); err != nil {
 		return err
-	} else if job != nil && metav1.IsControlledBy(job, obj) {
+	} else if job != nil && w.owns(job, obj) {
 		startedAttempt(obj, tpl, number, job.Name, now)
 		return nil
 	}
-	grant, errs := grants.Compute(r.RESTMapper(), tpl, obj.Spec.Action.Target, obj.Namespace)
+	grant, errs := grants.Compute(w.RESTMapper(), tpl, obj.Spec.Action.Target, obj.Namespace)
 	if len(errs) > 0 {
 		failExecution(obj, v1alpha1.ReasonValidationFailed, errs.ToAggregate().Error(), now)
 		return nil
@@ -235,7 +260,22 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 	if reviewer == nil {
 		reviewer = r.Client
 	}
-	missing, err := access.Missing(ctx, reviewer, requester, grant.Permissions())
+	perms := grant.Permissions()
+	if w.remote() {
+		// The requester must still be allowed to act in the cluster, here; then the target
+		// cluster's API server judges the same username's rights there.
+		missing, err := access.Missing(ctx, reviewer, requester, []grants.Permission{access.ExecuteOnCluster(w.name)})
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			failExecution(obj, v1alpha1.ReasonRequesterForbidden, fmt.Sprintf("attempt %d was not started: the requester %s may no longer execute on cluster %q",
+				number, requester.Username, w.name), now)
+			return nil
+		}
+		reviewer = w.Client
+	}
+	missing, err := access.Missing(ctx, reviewer, requester, perms)
 	if err != nil {
 		return err
 	}
@@ -244,7 +284,7 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 			number, requester.Username, access.Describe(missing)), now)
 		return nil
 	}
-	if gone, err := r.targetGone(ctx, grant.Target); err != nil {
+	if gone, err := w.targetGone(ctx, grant.Target); err != nil {
 		return err
 	} else if gone {
 		// Before the first attempt the target may never have existed: say only what is known.
@@ -256,7 +296,7 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 			number, obj.Spec.Action.Target.ResourceKind, targetName(obj.Spec.Action.Target), state), now)
 		return nil
 	}
-	if err := r.reconcileGrant(ctx, obj, grant); err != nil {
+	if err := w.reconcileGrant(ctx, obj, grant); err != nil {
 		if !apierrors.IsForbidden(err) {
 			return err
 		}
@@ -272,18 +312,26 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 		failExecution(obj, v1alpha1.ReasonValidationFailed, fmt.Sprintf("action %q cannot render: %v", tpl.Name, err), now)
 		return nil
 	}
-	if err := controllerutil.SetControllerReference(obj, job, r.Scheme()); err != nil {
+	if w.remote() {
+		markRemote(job, obj)
+	} else if err := controllerutil.SetControllerReference(obj, job, r.Scheme()); err != nil {
 		return err
 	}
-	if err := r.Create(ctx, job); err != nil {
+	if err := w.Create(ctx, job); err != nil {
+		if w.remote() && apierrors.IsNotFound(err) {
+			failExecution(obj, v1alpha1.ReasonValidationFailed, fmt.Sprintf(
+				"attempt %d was not started: the namespace %q does not exist in cluster %q (an execution's Jobs run in a namespace of its own namespace's name there)",
+				number, obj.Namespace, w.name), now)
+			return nil
+		}
 		if !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating Job %s: %w", job.Name, err)
 		}
 		existing := &batchv1.Job{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(job), existing); err != nil {
+		if err := w.APIReader.Get(ctx, client.ObjectKeyFromObject(job), existing); err != nil {
 			return err
 		}
-		if !metav1.IsControlledBy(existing, obj) {
+		if !w.owns(existing, obj) {
 			failExecution(obj, v1alpha1.ReasonValidationFailed,
 				fmt.Sprintf("Job %s exists and does not belong to this execution", job.Name), now)
 			return nil
@@ -298,14 +346,14 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 // execution was admitted, or since its last attempt. It reads the target's metadata with the
 // manager's own rights, which the ceiling gives for the actions' targets; when they do not cover
 // reading it, the attempt starts and the action finds out.
-func (r *KubernetesExecutionReconciler) targetGone(ctx context.Context, t grants.Target) (bool, error) {
-	gvk, err := r.RESTMapper().KindFor(schema.GroupVersionResource{Group: t.Group, Resource: t.Resource})
+func (w *workCluster) targetGone(ctx context.Context, t grants.Target) (bool, error) {
+	gvk, err := w.RESTMapper().KindFor(schema.GroupVersionResource{Group: t.Group, Resource: t.Resource})
 	if err != nil {
 		return false, err
 	}
 	obj := &metav1.PartialObjectMetadata{}
 	obj.SetGroupVersionKind(gvk)
-	err = r.APIReader.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Name}, obj)
+	err = w.APIReader.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Name}, obj)
 	switch {
 	case apierrors.IsNotFound(err):
 		return true, nil
@@ -371,12 +419,12 @@ func (r *KubernetesExecutionReconciler) recordPhase(obj *v1alpha1.KubernetesExec
 
 // getJob reads a Job from the cache, and confirms with the API server before saying it is
 // gone (nil), since a Job created moments ago may not be in the cache yet.
-func (r *KubernetesExecutionReconciler) getJob(ctx context.Context, namespace, name string) (*batchv1.Job, error) {
+func (w *workCluster) getJob(ctx context.Context, namespace, name string) (*batchv1.Job, error) {
 	job := &batchv1.Job{}
 	key := types.NamespacedName{Namespace: namespace, Name: name}
-	err := r.Get(ctx, key, job)
+	err := w.Get(ctx, key, job)
 	if apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, key, job)
+		err = w.APIReader.Get(ctx, key, job)
 	}
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -388,14 +436,22 @@ func (r *KubernetesExecutionReconciler) getJob(ctx context.Context, namespace, n
 }
 
 // deleteJob deletes a Job and, through the garbage collector, its pods.
-func (r *KubernetesExecutionReconciler) deleteJob(ctx context.Context, job *batchv1.Job) error {
-	err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground))
+func (w *workCluster) deleteJob(ctx context.Context, job *batchv1.Job) error {
+	err := w.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	return client.IgnoreNotFound(err)
+}
+
+// deleteJobsOf deletes every Job of obj in a target cluster, where no owner reference lets the
+// garbage collector do it when obj is deleted.
+func (w *workCluster) deleteJobsOf(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+	err := w.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(obj.Namespace),
+		client.MatchingLabels{v1alpha1.LabelExecutionUID: string(obj.UID)}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 	return client.IgnoreNotFound(err)
 }
 
 // jobPods lists the pods of a Job: the ones the Job controls (owner reference and UID), not
 // every pod that carries its labels.
-func (r *KubernetesExecutionReconciler) jobPods(ctx context.Context, reader client.Reader, job *batchv1.Job) ([]corev1.Pod, error) {
+func jobPods(ctx context.Context, reader client.Reader, job *batchv1.Job) ([]corev1.Pod, error) {
 	pods := &corev1.PodList{}
 	if err := reader.List(ctx, pods, client.InNamespace(job.Namespace),
 		client.MatchingLabels{batchv1.ControllerUidLabel: string(job.UID)}); err != nil {
@@ -489,7 +545,9 @@ func (r *KubernetesExecutionReconciler) SetupWithManager(ctx context.Context, mg
 		return err
 	}
 	waitingReaders.Store(r, struct{}{})
-	return ctrl.NewControllerManagedBy(mgr).
+	r.remote.wake = make(chan event.GenericEvent, 1024)
+	c, err := ctrl.NewControllerManagedBy(mgr).
+		WatchesRawSource(source.Channel(r.remote.wake, &handler.EnqueueRequestForObject{})).
 		Watches(&v1alpha1.KubernetesExecution{}, executionEvents).
 		Watches(&v1alpha1.KubernetesExecution{}, r.queueEvents()).
 		Watches(&batchv1.Job{}, attemptJobEvents, builder.WithPredicates(jobEvents)).
@@ -497,7 +555,12 @@ func (r *KubernetesExecutionReconciler) SetupWithManager(ctx context.Context, mg
 		Watches(&v1alpha1.ActionTemplate{}, handler.EnqueueRequestsFromMapFunc(r.templateToExecutions)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("kubernetesexecution").
-		Complete(r)
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.remote.controller = c
+	return nil
 }
 
 // The execution controller's queue hands out the work of executions that have started (an

@@ -70,7 +70,12 @@ func queueState(o client.Object) []string {
 }
 
 func targetKey(t v1alpha1.TargetSpec) string {
-	return t.ResourceKind + "/" + t.Namespace + "/" + t.ResourceName
+	key := t.ResourceKind + "/" + t.Namespace + "/" + t.ResourceName
+	if t.Cluster != "" {
+		// The same name in another cluster is another object.
+		key = t.Cluster + ":" + key
+	}
+	return key
 }
 
 // indexQueue registers the indexes the gate reads.

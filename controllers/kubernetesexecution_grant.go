@@ -47,8 +47,8 @@ func grantLabels(obj *v1alpha1.KubernetesExecution) map[string]string {
 // execution's lifetime: a Role and RoleBinding for the namespaced rules, a ClusterRole and
 // ClusterRoleBinding for the cluster-wide ones. The API server refuses any rule the manager
 // does not hold itself (the ceiling).
-func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj *v1alpha1.KubernetesExecution, grant grants.Grant) error {
-	if err := r.ensureServiceAccount(ctx, obj); err != nil {
+func (w *workCluster) reconcileGrant(ctx context.Context, obj *v1alpha1.KubernetesExecution, grant grants.Grant) error {
+	if err := w.ensureServiceAccount(ctx, obj); err != nil {
 		return err
 	}
 	name := grantName(obj)
@@ -61,7 +61,7 @@ func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj 
 			// The garbage collector's backstop; other namespaces are left to the sweep.
 			role.OwnerReferences = []metav1.OwnerReference{executionOwner(obj)}
 		}
-		uid, err := r.ensureRole(ctx, role, &rbacv1.Role{}, func(have client.Object) bool {
+		uid, err := w.ensureRole(ctx, role, &rbacv1.Role{}, func(have client.Object) bool {
 			return equality.Semantic.DeepEqual(have.(*rbacv1.Role).Rules, grant.Namespaced)
 		})
 		if err != nil {
@@ -72,13 +72,13 @@ func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj 
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 			Subjects:   []rbacv1.Subject{subject},
 		}
-		if err := r.ensureBinding(ctx, binding, &rbacv1.RoleBinding{}); err != nil {
+		if err := w.ensureBinding(ctx, binding, &rbacv1.RoleBinding{}); err != nil {
 			return err
 		}
 	}
 	if len(grant.Cluster) > 0 {
 		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Rules: grant.Cluster}
-		uid, err := r.ensureRole(ctx, role, &rbacv1.ClusterRole{}, func(have client.Object) bool {
+		uid, err := w.ensureRole(ctx, role, &rbacv1.ClusterRole{}, func(have client.Object) bool {
 			return equality.Semantic.DeepEqual(have.(*rbacv1.ClusterRole).Rules, grant.Cluster)
 		})
 		if err != nil {
@@ -89,7 +89,7 @@ func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj 
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
 			Subjects:   []rbacv1.Subject{subject},
 		}
-		if err := r.ensureBinding(ctx, binding, &rbacv1.ClusterRoleBinding{}); err != nil {
+		if err := w.ensureBinding(ctx, binding, &rbacv1.ClusterRoleBinding{}); err != nil {
 			return err
 		}
 	}
@@ -100,16 +100,16 @@ func (r *KubernetesExecutionReconciler) reconcileGrant(ctx context.Context, obj 
 // reference. A role of that name that belongs to another execution, or holds other rules, is an
 // error, never taken over or rewritten: an execution's grant does not change while it lives
 // (its template's generation is pinned at admission).
-func (r *KubernetesExecutionReconciler) ensureRole(ctx context.Context, role client.Object, have client.Object, same func(client.Object) bool) (types.UID, error) {
-	err := r.Get(ctx, client.ObjectKeyFromObject(role), have)
+func (w *workCluster) ensureRole(ctx context.Context, role client.Object, have client.Object, same func(client.Object) bool) (types.UID, error) {
+	err := w.Get(ctx, client.ObjectKeyFromObject(role), have)
 	switch {
 	case apierrors.IsNotFound(err):
-		if err := r.Create(ctx, role); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := w.Create(ctx, role); err != nil && !apierrors.IsAlreadyExists(err) {
 			return "", err
 		} else if err == nil {
 			return role.GetUID(), nil
 		}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(role), have); err != nil {
+		if err := w.APIReader.Get(ctx, client.ObjectKeyFromObject(role), have); err != nil {
 			return "", err
 		}
 	case err != nil:
@@ -122,10 +122,10 @@ func (r *KubernetesExecutionReconciler) ensureRole(ctx context.Context, role cli
 }
 
 // ensureBinding creates binding unless one with the same role and subjects exists.
-func (r *KubernetesExecutionReconciler) ensureBinding(ctx context.Context, binding client.Object, have client.Object) error {
-	err := r.Get(ctx, client.ObjectKeyFromObject(binding), have)
+func (w *workCluster) ensureBinding(ctx context.Context, binding client.Object, have client.Object) error {
+	err := w.Get(ctx, client.ObjectKeyFromObject(binding), have)
 	if apierrors.IsNotFound(err) {
-		err = r.Create(ctx, binding)
+		err = w.Create(ctx, binding)
 		if apierrors.IsAlreadyExists(err) {
 			return nil
 		}
@@ -136,18 +136,20 @@ func (r *KubernetesExecutionReconciler) ensureBinding(ctx context.Context, bindi
 // ensureServiceAccount creates the execution's own ServiceAccount, owned by the execution. No
 // two executions share one, and it is deleted at revocation, so every token minted for it stops
 // working when the execution ends.
-func (r *KubernetesExecutionReconciler) ensureServiceAccount(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+func (w *workCluster) ensureServiceAccount(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
 	key := types.NamespacedName{Namespace: obj.Namespace, Name: ExecutionServiceAccountName(obj.Name)}
 	sa := &corev1.ServiceAccount{}
-	err := r.Get(ctx, key, sa)
+	err := w.Get(ctx, key, sa)
 	if apierrors.IsNotFound(err) {
 		sa = &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
 			Namespace: key.Namespace, Name: key.Name, Labels: grantLabels(obj),
-			OwnerReferences: []metav1.OwnerReference{executionOwner(obj)},
 		}}
-		err = r.Create(ctx, sa)
+		if !w.remote() {
+			sa.OwnerReferences = []metav1.OwnerReference{executionOwner(obj)}
+		}
+		err = w.Create(ctx, sa)
 		if apierrors.IsAlreadyExists(err) {
-			err = r.APIReader.Get(ctx, key, sa)
+			err = w.APIReader.Get(ctx, key, sa)
 		}
 	}
 	if err != nil {
@@ -165,7 +167,7 @@ func (r *KubernetesExecutionReconciler) ensureServiceAccount(ctx context.Context
 // tokens of the deleted ServiceAccount are refused. An object the cache does not show is looked
 // up on the API server before it is taken as absent, so a revocation is never skipped on a stale
 // cache, and nothing is deleted that does not exist or is not this execution's.
-func (r *KubernetesExecutionReconciler) revokeGrant(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
+func (r *KubernetesExecutionReconciler) revokeGrant(ctx context.Context, obj *v1alpha1.KubernetesExecution, w *workCluster) error {
 	name := grantName(obj)
 	// The Role is in the target's namespace; the execution's own for a cluster-scoped target,
 	// which admission requires to name no namespace (see grants.Compute).
@@ -179,7 +181,7 @@ func (r *KubernetesExecutionReconciler) revokeGrant(ctx context.Context, obj *v1
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: obj.Namespace, Name: ExecutionServiceAccountName(obj.Name)}},
 	}
 	for _, o := range objs {
-		if err := r.deleteOwned(ctx, obj, o); err != nil {
+		if err := w.deleteOwned(ctx, obj, o); err != nil {
 			return fmt.Errorf("revoking %T %s: %w", o, client.ObjectKeyFromObject(o), err)
 		}
 	}
@@ -187,11 +189,11 @@ func (r *KubernetesExecutionReconciler) revokeGrant(ctx context.Context, obj *v1
 }
 
 // deleteOwned deletes o if it exists and carries the execution's UID.
-func (r *KubernetesExecutionReconciler) deleteOwned(ctx context.Context, obj *v1alpha1.KubernetesExecution, o client.Object) error {
+func (w *workCluster) deleteOwned(ctx context.Context, obj *v1alpha1.KubernetesExecution, o client.Object) error {
 	key := client.ObjectKeyFromObject(o)
-	err := r.Get(ctx, key, o)
+	err := w.Get(ctx, key, o)
 	if apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, key, o)
+		err = w.APIReader.Get(ctx, key, o)
 	}
 	if apierrors.IsNotFound(err) {
 		return nil
@@ -202,7 +204,7 @@ func (r *KubernetesExecutionReconciler) deleteOwned(ctx context.Context, obj *v1
 	if o.GetLabels()[v1alpha1.LabelExecutionUID] != string(obj.UID) || !o.GetDeletionTimestamp().IsZero() {
 		return nil
 	}
-	err = r.Delete(ctx, o, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: ptr.To(o.GetUID())})
+	err = w.Delete(ctx, o, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: ptr.To(o.GetUID())})
 	return client.IgnoreNotFound(err)
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -15,7 +14,7 @@ import (
 
 // observe gathers what decide needs: the time, the template and whether a new attempt may
 // start, and the Job and pods of the attempt in flight. It writes nothing.
-func (r *KubernetesExecutionReconciler) observe(ctx context.Context, obj *v1alpha1.KubernetesExecution) (observation, error) {
+func (r *KubernetesExecutionReconciler) observe(ctx context.Context, obj *v1alpha1.KubernetesExecution, w *workCluster) (observation, error) {
 	o := observation{Now: r.Clock.Now()}
 	if r.Random != nil {
 		o.Jitter = r.Random()
@@ -25,7 +24,7 @@ func (r *KubernetesExecutionReconciler) observe(ctx context.Context, obj *v1alph
 		return o, err
 	}
 	if a := lastAttempt(obj); a != nil && !a.Finished() {
-		if o.Attempt, err = r.observeAttempt(ctx, obj, a); err != nil {
+		if o.Attempt, err = observeAttempt(ctx, w, obj, a); err != nil {
 			return o, err
 		}
 	}
@@ -88,26 +87,26 @@ func (r *KubernetesExecutionReconciler) observeTemplate(ctx context.Context, obj
 // (from the API server, read once per attempt: the cache holds only pods that have not ended).
 // A Job of that name that this execution does not control is not its Job: the attempt's Job is
 // gone.
-func (r *KubernetesExecutionReconciler) observeAttempt(ctx context.Context, obj *v1alpha1.KubernetesExecution, a *v1alpha1.Attempt) (*attemptFacts, error) {
-	job, err := r.getJob(ctx, obj.Namespace, a.JobName)
+func observeAttempt(ctx context.Context, w *workCluster, obj *v1alpha1.KubernetesExecution, a *v1alpha1.Attempt) (*attemptFacts, error) {
+	job, err := w.getJob(ctx, obj.Namespace, a.JobName)
 	if err != nil {
 		return nil, err
 	}
-	if job == nil || !metav1.IsControlledBy(job, obj) {
+	if job == nil || !w.owns(job, obj) {
 		return &attemptFacts{JobGone: true}, nil
 	}
 	f := &attemptFacts{StartTime: job.Status.StartTime, CompletionTime: job.Status.CompletionTime}
 	if c := jobFinishedCondition(job); c != nil {
 		f.Finished = c.DeepCopy()
 		// From the API server: the cache holds a pod only until it ends (CacheOptions).
-		pods, err := r.jobPods(ctx, r.APIReader, job)
+		pods, err := jobPods(ctx, w.APIReader, job)
 		if err != nil {
 			return nil, err
 		}
 		f.Terminated, f.PodDeleted = finishedPods(pods, c)
 		return f, nil
 	}
-	pods, err := r.jobPods(ctx, r.Client, job)
+	pods, err := jobPods(ctx, w.Client, job)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,9 @@ type Config struct {
 	// Reviewer answers the SubjectAccessReviews before each attempt (the manager's client when
 	// nil).
 	Reviewer access.Creator
+	// Clusters, when set, is the registry of target clusters to fill in and run (the webhooks
+	// share it); Setup makes one otherwise.
+	Clusters *ClusterRegistry
 }
 
 // DefaultMaxConcurrentReconciles is how many executions are reconciled at once unless the
@@ -93,17 +96,18 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if err := mgr.Add(&GrantSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Interval: cfg.SweepInterval}); err != nil {
 		return err
 	}
-	clusters := &ClusterRegistry{Client: mgr.GetClient(), Namespace: cfg.Namespace, Scheme: mgr.GetScheme(), Recorder: recorder}
-	if err := clusters.SetupWithManager(mgr); err != nil {
-		return err
+	clusters := cfg.Clusters
+	if clusters == nil {
+		clusters = &ClusterRegistry{}
 	}
+	clusters.Client, clusters.Namespace, clusters.Scheme, clusters.Recorder = mgr.GetClient(), cfg.Namespace, mgr.GetScheme(), recorder
 	if err := (&AuditReconciler{
 		Client: mgr.GetClient(), Recorder: recorder, Clock: cfg.Clock,
 		Options: cfg.Audit, ActionImages: cfg.ActionImages,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&KubernetesExecutionReconciler{
+	executions := &KubernetesExecutionReconciler{
 		Client:       mgr.GetClient(),
 		APIReader:    mgr.GetAPIReader(),
 		Recorder:     recorder,
@@ -115,5 +119,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
 		Reviewer:                cfg.Reviewer,
-	}).SetupWithManager(ctx, mgr)
+		Clusters:                clusters,
+	}
+	if err := executions.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	clusters.OnChange = func(name string) { executions.clusterChanged(ctx, name) }
+	return clusters.SetupWithManager(mgr)
 }

@@ -331,6 +331,32 @@ var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func()
 		noJobs(ctx, ns)
 	})
 
+	It("rejects an execution naming a target cluster nobody registered, and one its requester may not execute on, naming the field", func(ctx SpecContext) {
+		inCluster := func(name string) string {
+			return strings.Replace(execution(ns, name, "keywords", `{replicas: 1}`, ""), "resourceName: web}", "resourceName: web, cluster: nowhere}", 1)
+		}
+		out, err := apply(inCluster("nowhere"))
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`spec.action.target.cluster: Invalid value: "nowhere": no such target cluster; registered: []`))
+
+		Expect(k8s.Create(ctx, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "can-request-here"},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"kubernetesexecutions"}, Verbs: []string{"create", "get"}},
+				{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"}},
+			},
+		})).To(Succeed())
+		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bob"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "can-request-here"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "bob"}},
+		})).To(Succeed())
+		out, err = e2eutil.Kubectl(cluster.Kubeconfig, inCluster("elsewhere"), "create", "--as=bob", "-f", "-")
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`spec.action.target.cluster: Forbidden: bob may not execute on cluster "nowhere": that takes the verb execute on clusters.kubernetesexecution.kubernaut.io named "nowhere"`))
+		noJobs(ctx, ns)
+	})
+
 	It("rejects an execution of a template that is not ready", func(ctx SpecContext) {
 		fragment := &rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-shrinking", Labels: map[string]string{v1alpha1.LabelAggregateToCeiling: "true"}},

@@ -41,7 +41,21 @@ type KubernetesExecutionValidator struct {
 	Reviewer access.Creator
 	// Validator holds the compiled parameter schemas, shared with the controller.
 	Validator *validation.Validator
+	// Clusters are the registered target clusters; nil refuses every execution that names one.
+	Clusters Clusters
 }
+
+// Clusters answers for the registered target clusters.
+type Clusters interface {
+	// Target returns the RESTMapper of the target cluster called name and a reviewer of its
+	// SubjectAccessReviews. registered is false for a cluster nobody registered; mapper is nil,
+	// and why says why, for one that does not answer.
+	Target(name string) (mapper meta.RESTMapper, reviewer access.Creator, registered bool, why string)
+	// Names lists the registered clusters.
+	Names() []string
+}
+
+var clusterPath = field.NewPath("spec", "action", "target", "cluster")
 
 // +kubebuilder:webhook:path=/validate-kubernetesexecution-kubernaut-io-v1alpha1-kubernetesexecution,mutating=false,failurePolicy=fail,sideEffects=None,groups=kubernetesexecution.kubernaut.io,resources=kubernetesexecutions,verbs=create;update,versions=v1alpha1,name=vkubernetesexecution.kubernaut.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"create-or-spec-change","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec"}]}`
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
@@ -105,10 +119,23 @@ func (v *KubernetesExecutionValidator) validate(ctx context.Context, obj *v1alph
 		errs = append(errs, v.Validator.RenderErrors(obj, tpl)...)
 	}
 
-	grant, grantErrs := grants.Compute(v.Mapper, tpl, obj.Spec.Action.Target, obj.Namespace)
+	mapper, reviewer := v.Mapper, v.Reviewer
+	if name := obj.Spec.Action.Target.Cluster; name != "" {
+		var clusterErrs field.ErrorList
+		mapper, reviewer, clusterErrs, err = v.targetCluster(ctx, name, user)
+		if err != nil {
+			return apierrors.NewInternalError(err)
+		}
+		errs = append(errs, clusterErrs...)
+		if mapper == nil {
+			return invalid(obj, errs)
+		}
+	}
+	grant, grantErrs := grants.Compute(mapper, tpl, obj.Spec.Action.Target, obj.Namespace)
 	errs = append(errs, grantErrs...)
 	if user != nil && len(grantErrs) == 0 {
-		missing, err := access.Missing(ctx, v.Reviewer, *user, grant.Permissions())
+		// In a target cluster, its API server judges the same username's rights there.
+		missing, err := access.Missing(ctx, reviewer, *user, grant.Permissions())
 		if err != nil {
 			return apierrors.NewInternalError(err)
 		}
@@ -122,6 +149,37 @@ func (v *KubernetesExecutionValidator) validate(ctx context.Context, obj *v1alph
 		return invalid(obj, errs)
 	}
 	return nil
+}
+
+// targetCluster checks an execution's target cluster: registered, answering, and the requester
+// may execute there (the verb execute on clusters/<name> in the executor's own cluster). It
+// returns the cluster's mapper and reviewer, or a nil mapper when the execution cannot be
+// checked further there.
+func (v *KubernetesExecutionValidator) targetCluster(ctx context.Context, name string, user *v1alpha1.UserInfo) (meta.RESTMapper, access.Creator, field.ErrorList, error) {
+	var errs field.ErrorList
+	if user != nil {
+		missing, err := access.Missing(ctx, v.Reviewer, *user, []grants.Permission{access.ExecuteOnCluster(name)})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if len(missing) > 0 {
+			errs = append(errs, field.Forbidden(clusterPath, fmt.Sprintf(
+				"%s may not execute on cluster %q: that takes the verb execute on %s.%s named %q in the executor's cluster",
+				user.Username, name, access.ClustersResource, v1alpha1.GroupVersion.Group, name)))
+		}
+	}
+	if v.Clusters == nil {
+		return nil, nil, append(errs, field.Invalid(clusterPath, name, "no target cluster is registered with this executor")), nil
+	}
+	mapper, reviewer, registered, why := v.Clusters.Target(name)
+	switch {
+	case !registered:
+		return nil, nil, append(errs, field.Invalid(clusterPath, name, fmt.Sprintf(
+			"no such target cluster; registered: %v (a Secret labelled %s=true in the executor's namespace registers one)", v.Clusters.Names(), v1alpha1.LabelCluster))), nil
+	case mapper == nil:
+		return nil, nil, append(errs, field.Invalid(clusterPath, name, why+"; the execution cannot be checked there now, try again")), nil
+	}
+	return mapper, reviewer, errs, nil
 }
 
 // requester returns the user recorded at admission, whose rights bound the execution, after

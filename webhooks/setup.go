@@ -20,6 +20,8 @@ type Config struct {
 	Reviewer access.Creator
 	// Clock stamps approvers' decisions (default the real clock).
 	Clock clock.PassiveClock
+	// Clusters are the registered target clusters.
+	Clusters Clusters
 }
 
 // Setup registers the webhooks with mgr's webhook server: the validating ones, the requester
@@ -30,6 +32,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1alpha1.KubernetesExecution{}).WithValidator(&KubernetesExecutionValidator{
 		Reader: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), Reviewer: cfg.Reviewer, Validator: cfg.Validator,
+		Clusters: cfg.Clusters,
 	}).Complete(); err != nil {
 		return err
 	}

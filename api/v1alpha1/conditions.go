@@ -67,6 +67,12 @@ const (
 	ReasonPodDisrupted = "PodDisrupted"
 	// ReasonTargetNotFound: the target no longer exists when an attempt is due, so none starts.
 	ReasonTargetNotFound = "TargetNotFound"
+	// ReasonClusterNotFound: the target cluster (spec.action.target.cluster) is not registered,
+	// or its Secret was removed before the execution ended.
+	ReasonClusterNotFound = "ClusterNotFound"
+	// ReasonClusterUnreachable: the target cluster does not answer. The execution waits with
+	// this reason, in its phase, until the cluster answers or its timeout passes (then TimedOut).
+	ReasonClusterUnreachable = "ClusterUnreachable"
 	// ReasonTargetBusy: another execution of a mutating action runs on the target; this one
 	// waits for it (Pending), or failed when its queue timeout passed first.
 	ReasonTargetBusy = "TargetBusy"

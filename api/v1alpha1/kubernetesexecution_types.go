@@ -211,6 +211,15 @@ type TargetSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	ResourceName string `json:"resourceName"`
+
+	// cluster names the registered target cluster the target lives in (a Secret labelled
+	// kubernaut.io/cluster in the executor's namespace); empty for the executor's own cluster.
+	// The execution's ServiceAccount, grant and Jobs are then created there, in a namespace of
+	// the execution's namespace's name, and its status and audit event stay here.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$`
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // KubernetesExecutionStatus is what the executor observed of an execution.

@@ -66,6 +66,10 @@ const (
 
 // Target clusters (multi-cluster execution).
 const (
+	// AnnotationExecutionName is the whole name of the execution a Job (and its pod) in a target
+	// cluster belongs to, in the Job's namespace: no owner reference can cross clusters, and a
+	// label may have to shorten the name.
+	AnnotationExecutionName = "kubernaut.io/execution-name"
 	// LabelCluster marks a Secret in the manager's namespace as a target cluster's credentials:
 	// "true" registers it.
 	LabelCluster = "kubernaut.io/cluster"

@@ -65,3 +65,14 @@ func Describe(perms []grants.Permission) string {
 	}
 	return s
 }
+
+// ClustersResource is the resource whose custom verb "execute", on a registered target
+// cluster's name, lets a requester act in that cluster through the executor. Nothing serves it:
+// it exists only in RBAC rules, as the hub's administrators grant it.
+const ClustersResource = "clusters"
+
+// ExecuteOnCluster is the permission to act in the target cluster called name through the
+// executor, checked on the executor's own cluster.
+func ExecuteOnCluster(name string) grants.Permission {
+	return grants.Permission{Verb: "execute", Group: v1alpha1.GroupVersion.Group, Resource: ClustersResource, Name: name}
+}

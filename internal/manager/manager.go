@@ -196,6 +196,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		ttl = DefaultAccessReviewTTL
 	}
 	reviewer := &access.CachingCreator{Creator: mgr.GetClient(), TTL: ttl, Clock: opts.Clock}
+	clusters := &controllers.ClusterRegistry{}
 	if err := controllers.Setup(ctx, mgr, controllers.Config{
 		ExecutorOptions: opts.Executor,
 		CeilingName:     opts.CeilingName,
@@ -209,11 +210,12 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 		Events:                  opts.Events,
 		Reviewer:                reviewer,
+		Clusters:                clusters,
 	}); err != nil {
 		return nil, fmt.Errorf("setting up the controllers: %w", err)
 	}
 	if opts.Webhooks != nil {
-		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: opts.CeilingName, Reviewer: reviewer, Clock: opts.Clock}); err != nil {
+		if err := webhooks.Setup(mgr, webhooks.Config{Validator: validator, CeilingName: opts.CeilingName, Reviewer: reviewer, Clock: opts.Clock, Clusters: clusters}); err != nil {
 			return nil, fmt.Errorf("setting up the webhooks: %w", err)
 		}
 	}
