@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -27,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
@@ -124,6 +128,13 @@ type ClusterRegistry struct {
 	// OnChange, when set, is called with a cluster's name when it connects, disconnects or its
 	// readiness changes.
 	OnChange func(cluster string)
+	// APIReader reads the Secrets to register (Register), which the cache does not hold until
+	// they are labelled.
+	APIReader client.Reader
+	// Register are Secrets of the namespace to register as clusters when the manager starts
+	// (the chart's clusters.secrets): Secret name to cluster name, "" for the Secret's name.
+	// Each is labelled (and annotated with the name) once it exists.
+	Register map[string]string
 
 	mu       sync.RWMutex
 	clusters map[string]*RemoteCluster
@@ -353,6 +364,54 @@ func clusterConfig(secret *corev1.Secret) (string, *rest.Config, error) {
 	}, nil
 }
 
+// registerRetry is how often Secrets to register that do not exist yet are looked for.
+const registerRetry = 10 * time.Second
+
+// registerSecrets labels the Secrets named in Register as clusters (and annotates their
+// cluster names), retrying those that do not exist yet, until all are done or ctx ends.
+func (r *ClusterRegistry) registerSecrets(ctx context.Context) error {
+	pending := maps.Clone(r.Register)
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		for secret, name := range pending {
+			done, err := r.registerSecret(ctx, secret, name)
+			if err != nil {
+				log.FromContext(ctx).Error(err, "registering a cluster Secret", "secret", secret)
+			}
+			if done {
+				delete(pending, secret)
+			}
+		}
+		if len(pending) == 0 {
+			<-ctx.Done() // nothing left: wait for the manager to stop
+		}
+	}, registerRetry)
+	return nil
+}
+
+// registerSecret labels one Secret as a cluster's; false while it does not exist.
+func (r *ClusterRegistry) registerSecret(ctx context.Context, secret, name string) (bool, error) {
+	s := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: secret}, s); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	if s.Labels[v1alpha1.LabelCluster] == "true" && (name == "" || s.Annotations[v1alpha1.AnnotationClusterName] == name) {
+		return true, nil
+	}
+	patch := map[string]any{"metadata": map[string]any{"labels": map[string]string{v1alpha1.LabelCluster: "true"}}}
+	if name != "" {
+		patch["metadata"].(map[string]any)["annotations"] = map[string]string{v1alpha1.AnnotationClusterName: name}
+	}
+	raw, err := json.Marshal(patch)
+	if err != nil {
+		return false, err
+	}
+	if err := r.Client.Patch(ctx, s, client.RawPatch(types.MergePatchType, raw)); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	log.FromContext(ctx).Info("registered a cluster Secret", "secret", secret, "cluster", name)
+	return true, nil
+}
+
 // kubeconfigConfig reads a kubeconfig's current context. It refuses, before reading anything,
 // a kubeconfig that names files or runs programs: those would be the manager's own files (its
 // ServiceAccount's token, sent to whichever server the kubeconfig names) and programs.
@@ -396,11 +455,19 @@ func secretVersion(name string, secret *corev1.Secret) string {
 }
 
 // +kubebuilder:rbac:groups="",namespace=kubernaut-system,resources=secrets,verbs=get;list;watch
+//
+// Labelling the Secrets of Register takes patch on them by name: the chart grants it for the
+// names in its values only.
 
 // SetupWithManager watches the labelled Secrets of the manager's namespace.
 func (r *ClusterRegistry) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Namespace == "" {
 		return errors.New("the cluster registry needs the manager's namespace")
+	}
+	if len(r.Register) > 0 {
+		if err := mgr.Add(manager.RunnableFunc(r.registerSecrets)); err != nil {
+			return err
+		}
 	}
 	inNamespace := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetNamespace() == r.Namespace })
 	return ctrl.NewControllerManagedBy(mgr).

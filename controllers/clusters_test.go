@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,6 +23,9 @@ import (
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
 	"github.com/kubernaut/kubernaut-executor/test/localcluster"
 )
+
+// preregisteredSecret is the Secret the suite's manager is told to register when it appears.
+const preregisteredSecret = "cluster-preregistered"
 
 // clusterEvents lists the reasons and notes of the Events about a cluster Secret, oldest first.
 func clusterEvents(ctx context.Context, g Gomega, secret string) (reasons, notes []string) {
@@ -128,6 +132,29 @@ var _ = Describe("Target clusters registered as Secrets", Ordered, func() {
 		Eventually(clusterReady).WithArguments("west").Should(BeEquivalentTo(-1))
 	})
 
+	It("registers a Secret named in its options once it appears, with the patch rights on it alone", func(ctx SpecContext) {
+		// As the chart grants it for clusters.secrets: get and patch on that Secret by name.
+		Expect(k8s.Create(ctx, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Namespace: e2eutil.Namespace, Name: "register-" + preregisteredSecret},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{preregisteredSecret}, Verbs: []string{"get", "patch"}}},
+		})).To(Succeed())
+		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: e2eutil.Namespace, Name: "register-" + preregisteredSecret},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "register-" + preregisteredSecret},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "kubernaut-system", Name: "kubernaut-executor"}},
+		})).To(Succeed())
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e2eutil.Namespace, Name: preregisteredSecret},
+			Data: map[string][]byte{v1alpha1.ClusterSecretKubeconfig: kubeconfig}}
+		Expect(k8s.Create(ctx, s)).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, s))).To(Succeed()) })
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(s), s)).To(Succeed())
+			g.Expect(s.Labels).To(HaveKeyWithValue(v1alpha1.LabelCluster, "true"))
+			g.Expect(s.Annotations).To(HaveKeyWithValue(v1alpha1.AnnotationClusterName, "pre"))
+		}, time.Minute).Should(Succeed())
+		Eventually(clusterReady).WithArguments("pre").Should(BeEquivalentTo(1))
+	})
+
 	It("refuses a Secret it cannot use, saying why, and a second Secret for a registered name", func(ctx SpecContext) {
 		bad := map[string]*corev1.Secret{
 			"unable to load root certificates":                     secret("cluster-badca", map[string][]byte{v1alpha1.ClusterSecretServer: []byte("https://127.0.0.1:1"), v1alpha1.ClusterSecretCA: []byte("not a certificate"), v1alpha1.ClusterSecretToken: []byte("t")}, nil),
@@ -158,8 +185,27 @@ var _ = Describe("Target clusters registered as Secrets", Ordered, func() {
 			var err error
 			targetK8s, err = client.New(target.Config, client.Options{Scheme: scheme})
 			Expect(err).NotTo(HaveOccurred())
+			Expect(err).NotTo(HaveOccurred())
 			ensureTemplate(ctx, testTemplate, "kubernaut-actions")
-			s := secret("cluster-target", map[string][]byte{v1alpha1.ClusterSecretKubeconfig: kubeconfig}, map[string]string{v1alpha1.AnnotationClusterName: "target"})
+			// The executor's identity there, as docs/multicluster.md installs it: the ceiling
+			// and config/target, nothing more.
+			config := filepath.Join(e2eutil.RepoRoot(), "config")
+			out, err := e2eutil.Kubectl(target.Kubeconfig, "", "apply", "-f", filepath.Join(config, "rbac", "namespace.yaml"),
+				"-f", filepath.Join(config, "rbac", "ceiling.yaml"), "-f", filepath.Join(config, "rbac", "ceiling-predefined.yaml"),
+				"-f", filepath.Join(config, "target", "target.yaml"))
+			Expect(err).NotTo(HaveOccurred(), out)
+			Expect(targetK8s.Create(ctx, &rbacv1.ClusterRole{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubernaut-executor-ceiling-test-actions", Labels: map[string]string{v1alpha1.LabelAggregateToCeiling: "true"}},
+				Rules:      ceilingFragment,
+			})).To(Succeed())
+			token := &corev1.Secret{}
+			Eventually(func(g Gomega) {
+				g.Expect(targetK8s.Get(ctx, client.ObjectKey{Namespace: "kubernaut-system", Name: "kubernaut-executor-hub-token"}, token)).To(Succeed())
+				g.Expect(token.Data).To(HaveKey("token"))
+			}).Should(Succeed())
+			s := secret("cluster-target", map[string][]byte{
+				v1alpha1.ClusterSecretServer: []byte(target.Config.Host), v1alpha1.ClusterSecretCA: token.Data["ca.crt"], v1alpha1.ClusterSecretToken: token.Data["token"],
+			}, map[string]string{v1alpha1.AnnotationClusterName: "target"})
 			Expect(k8s.Create(ctx, s)).To(Succeed())
 			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, s))).To(Succeed()) })
 			Eventually(clusterReady).WithArguments("target").Should(BeEquivalentTo(1))

@@ -443,10 +443,18 @@ func (w *workCluster) deleteJob(ctx context.Context, job *batchv1.Job) error {
 
 // deleteJobsOf deletes every Job of obj in a target cluster, where no owner reference lets the
 // garbage collector do it when obj is deleted.
+// One by one, so that the executor's credentials there need no deletecollection.
 func (w *workCluster) deleteJobsOf(ctx context.Context, obj *v1alpha1.KubernetesExecution) error {
-	err := w.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(obj.Namespace),
-		client.MatchingLabels{v1alpha1.LabelExecutionUID: string(obj.UID)}, client.PropagationPolicy(metav1.DeletePropagationBackground))
-	return client.IgnoreNotFound(err)
+	jobs := &batchv1.JobList{}
+	if err := w.APIReader.List(ctx, jobs, client.InNamespace(obj.Namespace), client.MatchingLabels{v1alpha1.LabelExecutionUID: string(obj.UID)}); err != nil {
+		return err
+	}
+	for i := range jobs.Items {
+		if err := w.deleteJob(ctx, &jobs.Items[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // jobPods lists the pods of a Job: the ones the Job controls (owner reference and UID), not

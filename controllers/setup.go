@@ -100,7 +100,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if clusters == nil {
 		clusters = &ClusterRegistry{}
 	}
-	clusters.Client, clusters.Namespace, clusters.Scheme, clusters.Recorder = mgr.GetClient(), cfg.Namespace, mgr.GetScheme(), recorder
+	clusters.Client, clusters.APIReader, clusters.Namespace, clusters.Scheme, clusters.Recorder = mgr.GetClient(), mgr.GetAPIReader(), cfg.Namespace, mgr.GetScheme(), recorder
 	if err := (&AuditReconciler{
 		Client: mgr.GetClient(), Recorder: recorder, Clock: cfg.Clock,
 		Options: cfg.Audit, ActionImages: cfg.ActionImages,

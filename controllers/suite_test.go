@@ -141,6 +141,8 @@ func startManager() {
 			ActionImages: map[string]string{"kubernaut-actions": localcluster.ActionsImage + ":test"},
 		},
 		Clock: testClock,
+		// Registered when it appears (the chart's clusters.secrets): see clusters_test.go.
+		ClusterSecrets: map[string]string{preregisteredSecret: "pre"},
 		// Short, so the sweep spec sees a sweep soon; a sweep removes nothing of a live execution.
 		SweepInterval: 2 * time.Second,
 		// The suite restarts the manager in one process; controller names repeat.

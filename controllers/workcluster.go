@@ -93,14 +93,23 @@ func (r *KubernetesExecutionReconciler) clusterFailure(ctx context.Context, obj 
 	if err := r.Get(ctx, client.ObjectKey{Name: obj.Spec.Action.Type}, tpl); err != nil {
 		tpl = &v1alpha1.ActionTemplate{} // the defaults
 	}
-	// The timeout counts from the first attempt, or, before one, from the execution's creation.
-	start := obj.CreationTimestamp.Time
+	// The timeout counts from the first attempt, or, before one, from when the execution began
+	// to wait.
+	if obj.Status.StartTime == nil && obj.Status.WaitingSince == nil {
+		obj.Status.WaitingSince = &metav1.Time{Time: now}
+	}
+	start := obj.Status.WaitingSince.Time
 	if obj.Status.StartTime != nil {
 		start = obj.Status.StartTime.Time
 	}
 	timeout := validation.Timeout(obj, tpl)
 	if !now.Before(start.Add(timeout)) {
 		message := fmt.Sprintf("timed out after %s: %s", timeout, why)
+		if a := lastAttempt(obj); a != nil && a.EndTime == nil {
+			// Its Job, stopped there by its own deadline, is deleted once the cluster answers
+			// (settleEndedJobs), with the grant.
+			a.EndTime, a.Reason, a.Message = &metav1.Time{Time: now}, v1alpha1.ReasonTimedOut, message
+		}
 		failExecution(obj, v1alpha1.ReasonClusterUnreachable, message, now)
 		setPhase(obj, v1alpha1.PhaseTimedOut, v1alpha1.ReasonClusterUnreachable, message, now)
 		return 0

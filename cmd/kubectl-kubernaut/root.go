@@ -108,7 +108,7 @@ Connection flags are kubectl's: --kubeconfig, --context, -n/--namespace, --as an
 	// kubectl completes a plugin's arguments through a kubectl_complete-kubernaut script, not
 	// through a completion subcommand of its own.
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newRunCommand(g), newResultCommand(g), newDecideCommand(g, true), newDecideCommand(g, false), newValidateCommand(g))
+	root.AddCommand(newRunCommand(g), newResultCommand(g), newDecideCommand(g, true), newDecideCommand(g, false), newValidateCommand(g), newClustersCommand(g))
 	// Cobra's own checks (flags, arguments, required flags, subcommand names) run before a
 	// command's RunE: whatever fails before it started is a usage error.
 	for _, cmd := range root.Commands() {

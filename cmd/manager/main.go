@@ -43,6 +43,7 @@ type settings struct {
 	accessReviewTTL             time.Duration
 	pprofAddr                   string
 	protectedNamespaces         string
+	clusterSecrets              string
 	zap                         zap.Options
 }
 
@@ -77,6 +78,8 @@ func bindFlags(fs *flag.FlagSet) *settings {
 	fs.DurationVar(&s.accessReviewTTL, "access-review-cache-ttl", manager.DefaultAccessReviewTTL,
 		"How long the answer to a SubjectAccessReview (may this requester do this?) is reused for the same user and permission, by the webhook and before each attempt: a revoked right is honoured at most this long. 0 asks every time.")
 	fs.StringVar(&s.pprofAddr, "pprof-bind-address", "", "Address that serves Go's CPU and memory profiles (/debug/pprof/); empty serves none.")
+	fs.StringVar(&s.clusterSecrets, "cluster-secrets", "",
+		"Comma-separated SECRET or SECRET=CLUSTER: Secrets in --namespace to register as target clusters (labelled kubernaut.io/cluster=true, annotated with the CLUSTER name when given) once they exist. Needs patch on those Secrets.")
 	fs.StringVar(&s.protectedNamespaces, "protected-namespaces", strings.Join(manager.DefaultProtectedNamespaces, ","),
 		"Comma-separated namespaces no execution may target unless its ActionTemplate allows it (spec.allowProtectedNamespaces); checked at admission and before the first attempt. The manager's own namespace (--namespace) is always protected too.")
 	fs.BoolVar(&s.enableWebhooks, "enable-webhooks", true, "Serve the validating admission webhooks.")
@@ -123,7 +126,32 @@ func (s *settings) check() error {
 	if s.executor.ActionImages, err = parseImages(s.images); err != nil {
 		return fmt.Errorf("invalid --action-images: %w", err)
 	}
+	if _, err := parseClusterSecrets(s.clusterSecrets); err != nil {
+		return fmt.Errorf("invalid --cluster-secrets: %w", err)
+	}
 	return nil
+}
+
+// clusterSecrets is --cluster-secrets, which check has found valid.
+func clusterSecrets(list string) map[string]string {
+	m, _ := parseClusterSecrets(list)
+	return m
+}
+
+// parseClusterSecrets reads --cluster-secrets: SECRET or SECRET=CLUSTER items, both DNS names.
+func parseClusterSecrets(list string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, item := range splitList(list) {
+		secret, cluster, _ := strings.Cut(item, "=")
+		if errs := validation.IsDNS1123Subdomain(secret); len(errs) > 0 {
+			return nil, fmt.Errorf("%q: the Secret name: %s", item, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsDNS1123Label(cluster); cluster != "" && len(errs) > 0 {
+			return nil, fmt.Errorf("%q: the cluster name: %s", item, strings.Join(errs, "; "))
+		}
+		out[secret] = cluster
+	}
+	return out, nil
 }
 
 // managerOptions is how the manager is built from the flags.
@@ -141,6 +169,7 @@ func (s *settings) managerOptions() manager.Options {
 		AccessReviewTTL:         accessReviewTTL(s.accessReviewTTL),
 		PprofBindAddress:        s.pprofAddr,
 		ProtectedNamespaces:     splitList(s.protectedNamespaces),
+		ClusterSecrets:          clusterSecrets(s.clusterSecrets),
 		MetricsBindAddress:      s.metricsAddr,
 		HealthProbeBindAddress:  s.probeAddr,
 		LeaderElection:          s.leaderElect,

@@ -88,6 +88,9 @@ type Options struct {
 	AccessReviewTTL time.Duration
 	// PprofBindAddress serves net/http/pprof's profiles; empty or "0" serves none.
 	PprofBindAddress string
+	// ClusterSecrets are Secrets of Namespace to register as target clusters at start: Secret
+	// name to cluster name ("" for the Secret's own).
+	ClusterSecrets map[string]string
 	// ProtectedNamespaces are the namespaces no execution may target unless its template allows
 	// it (spec.allowProtectedNamespaces), checked at admission and before the first attempt.
 	// Namespace is always added. Nil means DefaultProtectedNamespaces; an empty, non-nil list
@@ -196,7 +199,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		ttl = DefaultAccessReviewTTL
 	}
 	reviewer := &access.CachingCreator{Creator: mgr.GetClient(), TTL: ttl, Clock: opts.Clock}
-	clusters := &controllers.ClusterRegistry{}
+	clusters := &controllers.ClusterRegistry{Register: opts.ClusterSecrets}
 	if err := controllers.Setup(ctx, mgr, controllers.Config{
 		ExecutorOptions: opts.Executor,
 		CeilingName:     opts.CeilingName,

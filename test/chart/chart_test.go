@@ -770,3 +770,38 @@ func TestRequesterRecordAndStatusPolicies(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterSecrets checks clusters.secrets: the manager is told to register the Secrets, and its
+// Role lets it read and patch those Secrets by name, and no other.
+func TestClusterSecrets(t *testing.T) {
+	objs, err := render(t, "", map[string]any{"clusters": map[string]any{"secrets": []any{
+		map[string]any{"secret": "east-kubeconfig", "name": "east"}, map[string]any{"secret": "west"}, //nolint:gosec // G101: Secret names, not credentials.
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := convert[appsv1.Deployment](t, objs["Deployment"][0])
+	if args := d.Spec.Template.Spec.Containers[0].Args; !contains(args, "--cluster-secrets=east-kubeconfig=east,west") {
+		t.Errorf("the manager is not told the Secrets: %v", args)
+	}
+	role := convert[rbacv1.Role](t, find(t, objs, "Role", "kx-kubernaut-executor-manager"))
+	var named []rbacv1.PolicyRule
+	for _, r := range role.Rules {
+		if contains(r.Resources, "secrets") && len(r.ResourceNames) > 0 {
+			named = append(named, r)
+		}
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"east-kubeconfig", "west"}, Verbs: []string{"get", "patch"}}}
+	if !equality.Semantic.DeepEqual(named, want) {
+		t.Errorf("rules on named Secrets %v, want %v", named, want)
+	}
+	// Without the value, no Secret may be patched.
+	for _, r := range convert[rbacv1.Role](t, find(t, mustRender(t, "default-values.yaml"), "Role", "kx-kubernaut-executor-manager")).Rules {
+		if contains(r.Resources, "secrets") && contains(r.Verbs, "patch") {
+			t.Errorf("the default Role patches Secrets: %v", r)
+		}
+	}
+	if _, err := render(t, "", map[string]any{"clusters": map[string]any{"secrets": []any{map[string]any{"secret": "x", "name": "Not_A_Label"}}}}); err == nil {
+		t.Error("a cluster name that is not a DNS label was accepted")
+	}
+}
