@@ -181,6 +181,9 @@ var _ = Describe("Target clusters registered as Secrets", Ordered, func() {
 	Context("executing there", func() {
 		var targetK8s client.Client
 		var ns string
+		// hubCredentials are the executor's credentials on the target, as config/target makes
+		// them, for a Secret whose server is server.
+		var hubCredentials func(server string) map[string][]byte
 		BeforeAll(func(ctx SpecContext) {
 			var err error
 			targetK8s, err = client.New(target.Config, client.Options{Scheme: scheme})
@@ -203,9 +206,10 @@ var _ = Describe("Target clusters registered as Secrets", Ordered, func() {
 				g.Expect(targetK8s.Get(ctx, client.ObjectKey{Namespace: "kubernaut-system", Name: "kubernaut-executor-hub-token"}, token)).To(Succeed())
 				g.Expect(token.Data).To(HaveKey("token"))
 			}).Should(Succeed())
-			s := secret("cluster-target", map[string][]byte{
-				v1alpha1.ClusterSecretServer: []byte(target.Config.Host), v1alpha1.ClusterSecretCA: token.Data["ca.crt"], v1alpha1.ClusterSecretToken: token.Data["token"],
-			}, map[string]string{v1alpha1.AnnotationClusterName: "target"})
+			hubCredentials = func(server string) map[string][]byte {
+				return map[string][]byte{v1alpha1.ClusterSecretServer: []byte(server), v1alpha1.ClusterSecretCA: token.Data["ca.crt"], v1alpha1.ClusterSecretToken: token.Data["token"]}
+			}
+			s := secret("cluster-target", hubCredentials(target.Config.Host), map[string]string{v1alpha1.AnnotationClusterName: "target"})
 			Expect(k8s.Create(ctx, s)).To(Succeed())
 			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, s))).To(Succeed()) })
 			Eventually(clusterReady).WithArguments("target").Should(BeEquivalentTo(1))
@@ -310,6 +314,66 @@ var _ = Describe("Target clusters registered as Secrets", Ordered, func() {
 			Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonRequesterForbidden))
 			Expect(readyCondition(got).Message).To(ContainSubstring(fmt.Sprintf(`the requester %s may no longer get deployments.apps "web" in namespace %s`, stranger.name, ns)))
 			Expect(there(ctx, targetK8s, obj)(Default)).To(Equal([]int{0, 0, 0}))
+		})
+
+		It("observes a Job that ran while its cluster was cut off, once it answers again, and never starts it twice", func(ctx SpecContext) {
+			// The network between the executor and the cluster: cut, then restored on the same address.
+			apiAddr := strings.TrimSuffix(strings.TrimPrefix(target.Config.Host, "https://"), "/")
+			fw, err := e2eutil.StartForwarder("127.0.0.1:0", []string{apiAddr})
+			Expect(err).NotTo(HaveOccurred())
+			addr := fw.Addr()
+			DeferCleanup(func() { fw.Close() })
+			s := secret("cluster-flaky", hubCredentials("https://"+addr), map[string]string{v1alpha1.AnnotationClusterName: "flaky"})
+			Expect(k8s.Create(ctx, s)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, s))).To(Succeed()) })
+			Eventually(clusterReady).WithArguments("flaky").Should(BeEquivalentTo(1))
+
+			obj := remote("cut-off", `{"sleepSeconds":5,"output":"finished alone"}`, "flaky")
+			Expect(k8s.Create(ctx, obj)).To(Succeed())
+			Eventually(there(ctx, targetK8s, obj)).Should(Equal([]int{1, 1, 1}))
+			fw.Close()
+			Eventually(func(g Gomega) {
+				got := get(ctx, obj)(g)
+				g.Expect(got.Status.Phase).To(Equal(v1alpha1.PhaseRunning))
+				g.Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonClusterUnreachable))
+			}, time.Minute).Should(Succeed())
+			// The Job finishes there meanwhile.
+			Eventually(func(g Gomega) {
+				job := &batchv1.Job{}
+				g.Expect(targetK8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cut-off-1"}, job)).To(Succeed())
+				g.Expect(jobCondition(job, batchv1.JobComplete)).NotTo(BeNil())
+			}, time.Minute).Should(Succeed())
+			Expect(get(ctx, obj)(Default).Status.Phase).To(Equal(v1alpha1.PhaseRunning), "nothing is decided while the cluster does not answer")
+
+			fw, err = e2eutil.StartForwarder(addr, []string{apiAddr})
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(phaseOf(ctx, obj), time.Minute).Should(Equal(v1alpha1.PhaseCompleted))
+			got := get(ctx, obj)(Default)
+			Expect(got.Status.Result.Output).To(Equal("finished alone"))
+			Expect(got.Status.Attempts).To(HaveLen(1))
+			Eventually(there(ctx, targetK8s, obj)).Should(Equal([]int{1, 0, 0}), "one Job ever; the grant revoked")
+		})
+
+		It("fails the executions of a cluster whose Secret is deleted, and stops their Jobs and revokes their grants there once it is registered again", func(ctx SpecContext) {
+			s := secret("cluster-removed", hubCredentials(target.Config.Host), map[string]string{v1alpha1.AnnotationClusterName: "removed"})
+			Expect(k8s.Create(ctx, s)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, s))).To(Succeed()) })
+			Eventually(clusterReady).WithArguments("removed").Should(BeEquivalentTo(1))
+			obj := remote("orphaned", `{"sleepSeconds":600}`, "removed")
+			Expect(k8s.Create(ctx, obj)).To(Succeed())
+			Eventually(there(ctx, targetK8s, obj)).Should(Equal([]int{1, 1, 1}))
+
+			Expect(k8s.Delete(ctx, s)).To(Succeed())
+			Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))
+			got := get(ctx, obj)(Default)
+			Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonClusterNotFound))
+			Expect(readyCondition(got).Message).To(ContainSubstring(`the target cluster "removed" is not registered`))
+			Consistently(there(ctx, targetK8s, obj)).Should(Equal([]int{1, 1, 1}), "nothing can be revoked in a cluster that is not registered")
+
+			s = secret("cluster-removed", hubCredentials(target.Config.Host), map[string]string{v1alpha1.AnnotationClusterName: "removed"})
+			Expect(k8s.Create(ctx, s)).To(Succeed())
+			Eventually(there(ctx, targetK8s, obj), time.Minute).Should(Equal([]int{0, 0, 0}), "the Job stopped and deleted, the grant revoked")
+			Eventually(func() []string { return get(ctx, obj)(Default).Finalizers }).ShouldNot(ContainElement(v1alpha1.GrantFinalizer))
 		})
 	})
 })

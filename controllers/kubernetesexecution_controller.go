@@ -162,8 +162,9 @@ func (r *KubernetesExecutionReconciler) Reconcile(ctx context.Context, req ctrl.
 // owner references in the executor's cluster, deleted here in a target cluster).
 //
 // In a target cluster that does not answer, the finalizer is kept until it does. In one that is
-// no longer registered nothing can be revoked: the finalizer is released, and the grant is swept
-// when the cluster is registered again (ClusterRegistry's sweep).
+// no longer registered nothing can be revoked: the finalizer is kept until the cluster is
+// registered again, or released when the execution is deleted, and then its grant and Jobs are
+// swept when the cluster is registered again (sweepCluster).
 func (r *KubernetesExecutionReconciler) reconcileDelete(ctx context.Context, obj *v1alpha1.KubernetesExecution, w *workCluster, registered bool) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(obj, v1alpha1.GrantFinalizer) {
 		return ctrl.Result{}, nil
@@ -171,6 +172,10 @@ func (r *KubernetesExecutionReconciler) reconcileDelete(ctx context.Context, obj
 	switch {
 	case w == nil && registered:
 		return ctrl.Result{RequeueAfter: clusterUnreachableRetry}, nil
+	case w == nil && obj.DeletionTimestamp.IsZero():
+		// Kept until the cluster is registered again (clusterChanged wakes the execution,
+		// which then stops its Job and revokes its grant there) or the execution is deleted.
+		return ctrl.Result{}, nil
 	case w != nil:
 		if err := r.revokeGrant(ctx, obj, w); err != nil {
 			return ctrl.Result{}, err
@@ -215,7 +220,7 @@ func (r *KubernetesExecutionReconciler) settleEndedJobs(ctx context.Context, obj
 			continue // never touch a Job this execution does not control
 		}
 		switch a.Reason {
-		case v1alpha1.ReasonTimedOut, v1alpha1.ReasonDeadlineExceeded, v1alpha1.ReasonImagePullFailed:
+		case v1alpha1.ReasonTimedOut, v1alpha1.ReasonDeadlineExceeded, v1alpha1.ReasonImagePullFailed, v1alpha1.ReasonClusterNotFound:
 			if err := w.deleteJob(ctx, job); err != nil {
 				return err
 			}

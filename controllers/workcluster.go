@@ -86,6 +86,10 @@ func (r *KubernetesExecutionReconciler) workClusterFor(obj *v1alpha1.KubernetesE
 // answer waits, Ready=False with reason ClusterUnreachable, until it does or its timeout passes.
 func (r *KubernetesExecutionReconciler) clusterFailure(ctx context.Context, obj *v1alpha1.KubernetesExecution, why string, registered bool, now time.Time) time.Duration {
 	if !registered {
+		if a := lastAttempt(obj); a != nil && a.EndTime == nil {
+			// Its Job is stopped and deleted if the cluster is registered again (settleEndedJobs).
+			a.EndTime, a.Reason, a.Message = &metav1.Time{Time: now}, v1alpha1.ReasonClusterNotFound, why
+		}
 		failExecution(obj, v1alpha1.ReasonClusterNotFound, why, now)
 		return 0
 	}
@@ -95,12 +99,15 @@ func (r *KubernetesExecutionReconciler) clusterFailure(ctx context.Context, obj 
 	}
 	// The timeout counts from the first attempt, or, before one, from when the execution began
 	// to wait.
-	if obj.Status.StartTime == nil && obj.Status.WaitingSince == nil {
-		obj.Status.WaitingSince = &metav1.Time{Time: now}
-	}
-	start := obj.Status.WaitingSince.Time
-	if obj.Status.StartTime != nil {
+	var start time.Time
+	switch {
+	case obj.Status.StartTime != nil:
 		start = obj.Status.StartTime.Time
+	case obj.Status.WaitingSince != nil:
+		start = obj.Status.WaitingSince.Time
+	default:
+		obj.Status.WaitingSince = &metav1.Time{Time: now}
+		start = now
 	}
 	timeout := validation.Timeout(obj, tpl)
 	if !now.Before(start.Add(timeout)) {

@@ -2,9 +2,7 @@ package chaos_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"os"
@@ -12,8 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -76,10 +72,10 @@ var _ = Describe("Faults", func() {
 		// Each replica serves the webhooks on a port of its own, behind a forwarder where the
 		// cluster's webhook configurations point, as a Service in front of two pods.
 		reps := [2]*replica{r.newReplica("a"), r.newReplica("b")}
-		fw, err := startForwarder(net.JoinHostPort(s.cluster.Webhook.Host, strconv.Itoa(s.cluster.Webhook.Port)),
+		fw, err := e2eutil.StartForwarder(net.JoinHostPort(s.cluster.Webhook.Host, strconv.Itoa(s.cluster.Webhook.Port)),
 			[]string{reps[0].addr(), reps[1].addr()})
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(fw.close)
+		DeferCleanup(fw.Close)
 		DeferCleanup(func() {
 			for _, rep := range reps {
 				if rep.p != nil {
@@ -183,7 +179,7 @@ var _ = Describe("Faults", func() {
 		// Both replicas serve the webhooks: a create fails only when it is in flight on a
 		// connection to a replica as it goes.
 		r.row.Notes["creates_refused"] = c.refused.Load()
-		r.row.Notes["webhook_connections_refused"] = fw.refused.Load()
+		r.row.Notes["webhook_connections_refused"] = fw.Refused.Load()
 		r.waitDone(ctx, pick(3*time.Minute, 10*time.Minute))
 
 		// The lease changed hands once per handover, and never otherwise.
@@ -331,115 +327,3 @@ func waitHolder(ctx context.Context, old string, timeout time.Duration) (holder 
 }
 
 func round1(x float64) float64 { return math.Round(x*10) / 10 }
-
-// forwarder stands in for the Service in front of the manager's pods: it listens where the
-// cluster's webhook configurations point and passes each connection, TLS and all (the replicas
-// share the serving certificate), to a replica whose port accepts it, taking them in turn, as
-// kube-proxy spreads connections over a Service's endpoints. A replica that is down refuses
-// the connection at once, and the next one gets it.
-type forwarder struct {
-	l        net.Listener
-	backends []string
-	next     atomic.Uint32
-	// refused counts the connections no replica accepted.
-	refused atomic.Int64
-
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func startForwarder(addr string, backends []string) (*forwarder, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listening where the webhooks are expected: %w", err)
-	}
-	f := &forwarder{l: l, backends: backends, conns: map[net.Conn]struct{}{}}
-	f.wg.Go(f.serve)
-	return f, nil
-}
-
-func (f *forwarder) serve() {
-	for {
-		in, err := f.l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		f.wg.Go(func() { f.handle(in) })
-	}
-}
-
-// handle passes one connection to the first replica, from the next in turn, that accepts it.
-func (f *forwarder) handle(in net.Conn) {
-	first := int(f.next.Add(1))
-	var out net.Conn
-	for i := range f.backends {
-		conn, err := net.DialTimeout("tcp", f.backends[(first+i)%len(f.backends)], time.Second)
-		if err == nil {
-			out = conn
-			break
-		}
-	}
-	if out == nil {
-		f.refused.Add(1)
-		_ = in.Close()
-		return
-	}
-	if !f.track(in, out) {
-		return
-	}
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		done <- struct{}{}
-	}
-	go pipe(out, in)
-	go pipe(in, out)
-	// Either side closing ends both, as a connection through a proxy does.
-	<-done
-	f.untrack(in, out)
-	<-done
-}
-
-// track records a connection pair so that close can end it; it closes them instead when the
-// forwarder is closed already.
-func (f *forwarder) track(conns ...net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		return false
-	}
-	for _, c := range conns {
-		f.conns[c] = struct{}{}
-	}
-	return true
-}
-
-// untrack closes a connection pair and forgets it.
-func (f *forwarder) untrack(conns ...net.Conn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
-		delete(f.conns, c)
-	}
-}
-
-// close stops listening, so that the next scenario's manager can, and ends every connection.
-func (f *forwarder) close() {
-	_ = f.l.Close()
-	f.mu.Lock()
-	f.closed = true
-	for c := range f.conns {
-		_ = c.Close()
-	}
-	f.mu.Unlock()
-	f.wg.Wait()
-}
