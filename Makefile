@@ -173,6 +173,14 @@ cluster: controlplane build ## Start the local control plane by hand, with the C
 demo: controlplane build $(HELM) ## Run an execution end to end on the local control plane (KEEP=1 keeps it running).
 	KEEP="$(KEEP)" BIN="$(BIN)" KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" test/demo.sh
 
+.PHONY: demo-multicluster
+demo-multicluster: controlplane build $(HELM) ## One hub executing on two target clusters (three local control planes; KEEP=1 keeps them running).
+	KEEP="$(KEEP)" BIN="$(BIN)" KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" test/demo-multicluster.sh
+
+.PHONY: demo-multicluster-down
+demo-multicluster-down: ## Stop what `make demo-multicluster KEEP=1` left running.
+	BIN="$(BIN)" test/demo-multicluster.sh --down
+
 .PHONY: demo-down
 demo-down: ## Stop what `make demo KEEP=1` left running.
 	BIN="$(BIN)" test/demo.sh --down

@@ -425,6 +425,7 @@ type ApprovalRecord struct {
 // +kubebuilder:printcolumn:name="Requester",type=string,JSONPath=`.spec.admission.requester.username`,priority=1
 // +kubebuilder:printcolumn:name="Audited",type=string,JSONPath=`.status.conditions[?(@.type=="Audited")].status`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.action.target.cluster`,priority=1,description="The target cluster; empty for this one (last, so the other columns keep their places)"
 type KubernetesExecution struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

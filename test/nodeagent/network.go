@@ -40,6 +40,10 @@ func NewPodNetwork(n int) (*PodNetwork, error) {
 		{"link", "set", p.hostLink, "up"},
 		{"-n", p.Namespace, "link", "set", p.podLink, "up"},
 		{"-n", p.Namespace, "link", "set", "lo", "up"},
+		// Every other address of the host is reachable from the pods too, through its side of
+		// the pair, as a node's pods reach other clusters: another local cluster's API server
+		// listens on its own network's host-side address.
+		{"-n", p.Namespace, "route", "add", "default", "via", p.HostIP, "dev", p.podLink, "onlink"},
 	}
 	for i, s := range steps {
 		if err := ip(s...); err != nil {
