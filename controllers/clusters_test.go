@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -374,6 +375,68 @@ var _ = Describe("Target clusters registered as Secrets", Ordered, func() {
 			Expect(k8s.Create(ctx, s)).To(Succeed())
 			Eventually(there(ctx, targetK8s, obj), time.Minute).Should(Equal([]int{0, 0, 0}), "the Job stopped and deleted, the grant revoked")
 			Eventually(func() []string { return get(ctx, obj)(Default).Finalizers }).ShouldNot(ContainElement(v1alpha1.GrantFinalizer))
+		})
+
+		It("acts on a Node of the target cluster with a cluster-wide grant there, narrowed to that Node", func(ctx SpecContext) {
+			tpl := createTemplate(ctx, &v1alpha1.ActionTemplate{
+				ObjectMeta: metav1.ObjectMeta{Name: "remote-node-action"},
+				Spec: v1alpha1.ActionTemplateSpec{
+					Image: "kubernaut-actions", Args: []string{"test-action"}, TargetKinds: []string{"Node"},
+					RetryPolicy: v1alpha1.RetryPolicy{NonRetryableExitCodes: []int32{2}},
+					RBAC: v1alpha1.ActionRBAC{Scope: v1alpha1.RBACScopeCluster, Rules: []rbacv1.PolicyRule{
+						{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "patch"}},
+					}},
+				},
+			})
+			obj := remote("node-there", `{"apiCalls":[{"verb":"patch","resource":"nodes","name":"local-node"},{"verb":"patch","resource":"nodes","name":"`+localcluster.SpareNodeName+`"}]}`, "target")
+			obj.Spec.Action.Type = tpl.Name
+			obj.Spec.Action.Target = v1alpha1.TargetSpec{Cluster: "target", ResourceKind: "Node", ResourceName: "local-node"}
+			Expect(k8s.Create(ctx, obj)).To(Succeed())
+			Eventually(phaseOf(ctx, obj), time.Minute).Should(Equal(v1alpha1.PhaseFailed), "the second call is refused")
+			var data struct {
+				Calls []struct {
+					Call   string `json:"call"`
+					Status int32  `json:"status"`
+				} `json:"calls"`
+			}
+			got := get(ctx, obj)(Default)
+			Expect(json.Unmarshal(got.Status.Result.Data.Raw, &data)).To(Succeed())
+			Expect(data.Calls).To(HaveLen(2))
+			Expect(data.Calls[0].Status).To(BeEquivalentTo(200), "the target cluster's own Node: %s", data.Calls[0].Call)
+			Expect(data.Calls[1].Status).To(BeEquivalentTo(403), "another Node there: %s", data.Calls[1].Call)
+			Eventually(func(g Gomega) int {
+				roles, bindings := &rbacv1.ClusterRoleList{}, &rbacv1.ClusterRoleBindingList{}
+				sel := client.MatchingLabels{v1alpha1.LabelExecutionUID: string(obj.UID)}
+				g.Expect(targetK8s.List(ctx, roles, sel)).To(Succeed())
+				g.Expect(targetK8s.List(ctx, bindings, sel)).To(Succeed())
+				return len(roles.Items) + len(bindings.Items)
+			}).Should(BeZero(), "the cluster-wide grant revoked there")
+		})
+
+		It("ignores a cluster Secret outside the executor's namespace, and a kubeconfig that would send the executor's own token", func(ctx SpecContext) {
+			// A tenant who may create Secrets in their own namespace cannot register a cluster.
+			elsewhere := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cluster-rogue",
+				Labels: map[string]string{v1alpha1.LabelCluster: "true"}, Annotations: map[string]string{v1alpha1.AnnotationClusterName: "rogue"}},
+				Data: map[string][]byte{v1alpha1.ClusterSecretKubeconfig: kubeconfig}}
+			Expect(k8s.Create(ctx, elsewhere)).To(Succeed())
+			// A kubeconfig whose token is the manager's own file, for a server its author runs.
+			stealer := secret("cluster-stealer", map[string][]byte{v1alpha1.ClusterSecretKubeconfig: []byte(strings.Join([]string{
+				"apiVersion: v1", "kind: Config", "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]",
+				"users: [{name: u, user: {tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token}}]",
+				"contexts: [{name: x, context: {cluster: c, user: u}}]", "current-context: x"}, "\n"))}, map[string]string{v1alpha1.AnnotationClusterName: "stealer"})
+			Expect(k8s.Create(ctx, stealer)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, stealer))).To(Succeed()) })
+			Eventually(func(g Gomega) {
+				reasons, notes := clusterEvents(ctx, g, stealer.Name)
+				g.Expect(reasons).To(Equal([]string{controllers.ReasonClusterInvalid}))
+				g.Expect(notes[0]).To(ContainSubstring("refers to files (client-certificate, client-key or tokenFile)"))
+			}).Should(Succeed())
+			Expect(clusterReady("stealer")).To(BeEquivalentTo(-1))
+			Consistently(clusterReady).WithArguments("rogue").Should(BeEquivalentTo(-1))
+			obj := remote("rogue-run", `{}`, "rogue")
+			Expect(k8s.Create(ctx, obj)).To(Succeed())
+			Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))
+			Expect(readyCondition(get(ctx, obj)(Default)).Reason).To(Equal(v1alpha1.ReasonClusterNotFound))
 		})
 	})
 })
