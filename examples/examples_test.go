@@ -149,13 +149,7 @@ func TestKubectlLabelExecution(t *testing.T) {
 // TestKubectlLabelParameters checks that the schema keeps each parameter one label: nothing that
 // kubectl would read as a flag, as a second label or as a removal (key-).
 func TestKubectlLabelParameters(t *testing.T) {
-	tpl := kubectlLabel(t)
-	v := &validation.Validator{}
-	tests := []struct {
-		name, params string
-		// wantField is the field refused, "" when the parameters are admitted.
-		wantField string
-	}{
+	tests := []parameterCase{
 		{"plain", `{"key":"team","value":"payments"}`, ""},
 		{"prefixed key", `{"key":"example.com/team","value":"payments"}`, ""},
 		{"empty value", `{"key":"team","value":""}`, ""},
@@ -170,10 +164,26 @@ func TestKubectlLabelParameters(t *testing.T) {
 		{"no value", `{"key":"team"}`, "spec.action.parameters.value"},
 		{"another parameter", `{"key":"team","value":"x","overwrite":false}`, "spec.action.parameters.overwrite"},
 	}
+	checkParameters(t, "kubectl-label", tests)
+}
+
+// parameterCase is parameters for an example's execution.yaml, and the field refused ("" when
+// they are admitted).
+type parameterCase struct{ name, params, wantField string }
+
+// checkParameters runs the execution webhook's checks on the example's execution.yaml (which
+// must pass) with each case's parameters instead.
+func checkParameters(t *testing.T, dir string, tests []parameterCase) {
+	t.Helper()
+	tpl := template(t, dir)
+	v := &validation.Validator{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			obj := &v1alpha1.KubernetesExecution{}
-			load(t, "kubectl-label/execution.yaml", obj)
+			load(t, dir+"/execution.yaml", obj)
+			if errs := append(v.Execution(obj, tpl), v.RenderErrors(obj, tpl)...); len(errs) > 0 {
+				t.Fatalf("execution.yaml would be refused:\n%v", errs.ToAggregate())
+			}
 			obj.Spec.Action.Parameters.Raw = []byte(tt.params)
 			errs := v.Execution(obj, tpl)
 			if tt.wantField == "" {
@@ -199,13 +209,7 @@ func equalRules(a, b []rbacv1.PolicyRule) bool {
 // TestLabelDeploymentParameters checks that the schema admits exactly one of value and
 // remove: true, so the action never has to choose, and execution.yaml.
 func TestLabelDeploymentParameters(t *testing.T) {
-	tpl := template(t, "label-deployment")
-	v := &validation.Validator{}
-	tests := []struct {
-		name, params string
-		// wantField is the field refused, "" when the parameters are admitted.
-		wantField string
-	}{
+	tests := []parameterCase{
 		{"set", `{"key":"team","value":"payments"}`, ""},
 		{"set empty", `{"key":"team","value":""}`, ""},
 		{"set, remove false", `{"key":"team","value":"payments","remove":false}`, ""},
@@ -215,27 +219,7 @@ func TestLabelDeploymentParameters(t *testing.T) {
 		{"a bad key", `{"key":"team-","value":"x"}`, "spec.action.parameters.key"},
 		{"another parameter", `{"key":"team","value":"x","overwrite":false}`, "spec.action.parameters.overwrite"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			obj := &v1alpha1.KubernetesExecution{}
-			load(t, "label-deployment/execution.yaml", obj)
-			if errs := append(v.Execution(obj, tpl), v.RenderErrors(obj, tpl)...); len(errs) > 0 {
-				t.Fatalf("execution.yaml would be refused:\n%v", errs.ToAggregate())
-			}
-			obj.Spec.Action.Parameters.Raw = []byte(tt.params)
-			errs := v.Execution(obj, tpl)
-			if tt.wantField == "" {
-				if len(errs) > 0 {
-					t.Fatalf("refused:\n%v", errs.ToAggregate())
-				}
-				return
-			}
-			if len(errs) == 0 || !slices.ContainsFunc(errs, func(e *field.Error) bool { return e.Field == tt.wantField }) {
-				t.Fatalf("errors %v, want one at %s", errs, tt.wantField)
-			}
-			t.Logf("%s: %v", tt.name, errs.ToAggregate())
-		})
-	}
+	checkParameters(t, "label-deployment", tests)
 }
 
 // TestGuideShowsTheExample checks that the Go action docs/authoring.md walks through is
