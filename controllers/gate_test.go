@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -107,10 +108,14 @@ var _ = Describe("The gate before the first attempt", func() {
 		<-mgrDone
 		startManager()
 
+		// One List: a snapshot of the three at one resourceVersion. Three Gets would read them at
+		// three moments, and could see the first still running and the next already started.
 		running := func(g Gomega) int {
+			list := &v1alpha1.KubernetesExecutionList{}
+			g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
 			n := 0
-			for _, e := range execs {
-				if phaseOf(ctx, e)() == v1alpha1.PhaseRunning {
+			for _, e := range list.Items {
+				if strings.HasPrefix(e.Name, "capped-") && e.Status.Phase == v1alpha1.PhaseRunning {
 					n++
 				}
 			}
