@@ -265,7 +265,7 @@ func auditDue(obj *v1alpha1.KubernetesExecution) bool {
 // schema (for redaction), the image run and the measured resource usage. The template is read
 // without a copy, as the execution's reconciler reads it: it is only read.
 func (r *AuditReconciler) event(ctx context.Context, obj *v1alpha1.KubernetesExecution) (audit.Event, error) {
-	in := audit.Inputs{Cluster: r.Options.Cluster}
+	in := audit.Inputs{Cluster: auditCluster(obj, r.Options.Cluster)}
 	tpl := &v1alpha1.ActionTemplate{}
 	switch err := r.Get(ctx, types.NamespacedName{Name: obj.Spec.Action.Type}, tpl, client.UnsafeDisableDeepCopy); {
 	case err == nil:
@@ -390,4 +390,13 @@ func (r *AuditReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.Concurrency}).
 		Named("audit").
 		Complete(r)
+}
+
+// auditCluster is the cluster an execution's action ran on: its target cluster, or local, the
+// executor's own cluster's name, for one without.
+func auditCluster(obj *v1alpha1.KubernetesExecution, local string) string {
+	if c := obj.Spec.Action.Target.Cluster; c != "" {
+		return c
+	}
+	return local
 }

@@ -397,3 +397,16 @@ func TestFinishedPodsTellsADeletionFromAFailure(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditClusterIsWhereTheActionRan checks that an execution's audit event names its target
+// cluster, and the executor's own cluster for one without.
+func TestAuditClusterIsWhereTheActionRan(t *testing.T) {
+	obj := &v1alpha1.KubernetesExecution{}
+	if got := auditCluster(obj, "hub"); got != "hub" {
+		t.Errorf("local execution: cluster %q, want hub", got)
+	}
+	obj.Spec.Action.Target.Cluster = "east"
+	if got := auditCluster(obj, "hub"); got != "east" {
+		t.Errorf("execution on east: cluster %q, want east", got)
+	}
+}
