@@ -135,9 +135,12 @@ BENCH_SIZES ?=
 BENCH_RATE ?= 20
 BENCH_RATE_SECONDS ?= 30
 BENCH_MANAGER_ARGS ?=
+# The multi-cluster benchmark: BENCH_N executions at once on the hub, then across BENCH_CLUSTERS
+# target clusters, and the manager's memory per connected cluster.
+BENCH_CLUSTERS ?= 3
 
 .PHONY: bench
-bench: bench-go bench-scale ## Run the Go microbenchmarks and the scale benchmark; print their figures.
+bench: bench-go bench-scale bench-multicluster ## Run the Go microbenchmarks, the scale and the multi-cluster benchmarks; print their figures.
 
 .PHONY: bench-go
 bench-go: ## Run the Go microbenchmarks.
@@ -148,6 +151,12 @@ bench-scale: controlplane build $(KWOK) ## Run the scale benchmark on the local 
 	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" KUBERNAUT_BIN="$(BIN)" KWOK="$(KWOK)" \
 		BENCH_N="$(BENCH_N)" BENCH_SIZES="$(BENCH_SIZES)" BENCH_RATE="$(BENCH_RATE)" BENCH_RATE_SECONDS="$(BENCH_RATE_SECONDS)" \
 		BENCH_MANAGER_ARGS="$(BENCH_MANAGER_ARGS)" go run ./test/cmd/scalebench -out "$(CURDIR)/.work/bench"
+
+.PHONY: bench-multicluster
+bench-multicluster: controlplane build $(KWOK) ## Run the multi-cluster benchmark (a hub and BENCH_CLUSTERS targets, pods finished by kwok); figures in .work/bench-multicluster/results.json.
+	KUBEBUILDER_ASSETS="$$(test/tools/build-control-plane.sh)" KUBERNAUT_BIN="$(BIN)" KWOK="$(KWOK)" \
+		BENCH_SIZES="$(or $(BENCH_SIZES),$(BENCH_N))" BENCH_CLUSTERS="$(BENCH_CLUSTERS)" BENCH_MANAGER_ARGS="$(BENCH_MANAGER_ARGS)" \
+		go run ./test/cmd/scalebench -out "$(CURDIR)/.work/bench-multicluster"
 
 # The fault suite (test/chaos, docs/reliability.md): each scenario injects one fault (the manager
 # SIGKILLed, the leader of two replicas killed, the API server and etcd restarted, the storage

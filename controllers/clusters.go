@@ -135,6 +135,11 @@ type ClusterRegistry struct {
 	// (the chart's clusters.secrets): Secret name to cluster name, "" for the Secret's name.
 	// Each is labelled (and annotated with the name) once it exists.
 	Register map[string]string
+	// QPS and Burst are the client-side rate limit of the requests to each target cluster (the
+	// manager's --kube-api-qps and --kube-api-burst, which apply to each cluster on its own);
+	// client-go's defaults, 5 and 10, when zero, and no limit when QPS is negative.
+	QPS   float32
+	Burst int
 
 	mu       sync.RWMutex
 	clusters map[string]*RemoteCluster
@@ -189,7 +194,7 @@ func (r *ClusterRegistry) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	name, cfg, err := clusterConfig(secret)
+	name, cfg, err := r.restConfig(secret)
 	if err == nil {
 		if other := r.bySecretName(name); other != nil && other.secret != req.NamespacedName {
 			err = fmt.Errorf("the cluster name %q is already registered by Secret %s", name, other.secret.Name)
@@ -332,7 +337,17 @@ func (r *ClusterRegistry) bySecretName(name string) *RemoteCluster {
 	return c
 }
 
-// clusterConfig reads a cluster Secret: the cluster's name and how to reach it.
+// restConfig is clusterConfig with the registry's rate limit.
+func (r *ClusterRegistry) restConfig(secret *corev1.Secret) (string, *rest.Config, error) {
+	name, cfg, err := clusterConfig(secret)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg.QPS, cfg.Burst = r.QPS, r.Burst
+	return name, cfg, nil
+}
+
+// clusterConfig reads a cluster Secret: the cluster's name and a client config for it.
 func clusterConfig(secret *corev1.Secret) (string, *rest.Config, error) {
 	name := secret.Name
 	if n, ok := secret.Annotations[v1alpha1.AnnotationClusterName]; ok {

@@ -15,7 +15,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -375,6 +377,37 @@ var _ = Describe("Target clusters registered as Secrets", Ordered, func() {
 			Expect(k8s.Create(ctx, s)).To(Succeed())
 			Eventually(there(ctx, targetK8s, obj), time.Minute).Should(Equal([]int{0, 0, 0}), "the Job stopped and deleted, the grant revoked")
 			Eventually(func() []string { return get(ctx, obj)(Default).Finalizers }).ShouldNot(ContainElement(v1alpha1.GrantFinalizer))
+		})
+
+		It("sweeps a connected cluster, not only as it connects, of the grants and Jobs of executions that no longer exist", func(ctx SpecContext) {
+			// An execution that exists (it failed: its cluster is not registered) and one that
+			// does not; the target cluster connected long before either left anything there.
+			kept := remote("kept", `{}`, "nowhere")
+			Expect(k8s.Create(ctx, kept)).To(Succeed())
+			Eventually(phaseOf(ctx, kept)).Should(Equal(v1alpha1.PhaseFailed))
+			labelsFor := func(uid string) map[string]string {
+				return map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue,
+					v1alpha1.LabelExecutionUID: uid, v1alpha1.LabelExecutionNamespace: ns}
+			}
+			rules := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}
+			keptRole := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kept-grant", Labels: labelsFor(string(kept.UID))}, Rules: rules}
+			goneRole := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone-grant", Labels: labelsFor("0f0e7bd3-gone")}, Rules: rules}
+			goneJob := &batchv1.Job{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone-1", Labels: labelsFor("0f0e7bd3-gone")},
+				Spec: batchv1.JobSpec{Suspend: ptr.To(true), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "action", Image: "kubernaut-actions"}},
+				}}},
+			}
+			for _, o := range []client.Object{keptRole, goneRole, goneJob} {
+				Expect(targetK8s.Create(ctx, o)).To(Succeed())
+			}
+			Eventually(func(g Gomega) {
+				g.Expect(apierrors.IsNotFound(targetK8s.Get(ctx, client.ObjectKeyFromObject(goneRole), &rbacv1.Role{}))).To(BeTrue(), "the orphaned grant is swept")
+				g.Expect(apierrors.IsNotFound(targetK8s.Get(ctx, client.ObjectKeyFromObject(goneJob), &batchv1.Job{}))).To(BeTrue(), "the orphaned Job is swept")
+			}, time.Minute).Should(Succeed())
+			Consistently(func() error {
+				return targetK8s.Get(ctx, client.ObjectKeyFromObject(keptRole), &rbacv1.Role{})
+			}, 5*time.Second).Should(Succeed(), "a grant of an execution that exists is kept")
 		})
 
 		It("acts on a Node of the target cluster with a cluster-wide grant there, narrowed to that Node", func(ctx SpecContext) {

@@ -76,6 +76,10 @@ type KubernetesExecutionReconciler struct {
 	Reviewer access.Creator
 	// Clusters are the registered target clusters; nil when none may be used.
 	Clusters *ClusterRegistry
+	// SweepInterval is how often each connected target cluster is swept of the grants and Jobs
+	// of executions that no longer exist (DefaultSweepInterval when not set); it is also swept
+	// as it connects.
+	SweepInterval time.Duration
 
 	remote remoteWatches
 }

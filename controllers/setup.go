@@ -101,6 +101,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		clusters = &ClusterRegistry{}
 	}
 	clusters.Client, clusters.APIReader, clusters.Namespace, clusters.Scheme, clusters.Recorder = mgr.GetClient(), mgr.GetAPIReader(), cfg.Namespace, mgr.GetScheme(), recorder
+	// Each target cluster gets the manager's own rate limit: with client-go's default (5 requests
+	// per second) a target would take two executions per second at most.
+	clusters.QPS, clusters.Burst = mgr.GetConfig().QPS, mgr.GetConfig().Burst
 	if err := (&AuditReconciler{
 		Client: mgr.GetClient(), Recorder: recorder, Clock: cfg.Clock,
 		Options: cfg.Audit, ActionImages: cfg.ActionImages,
@@ -120,6 +123,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
 		Reviewer:                cfg.Reviewer,
 		Clusters:                clusters,
+		SweepInterval:           cfg.SweepInterval,
 	}
 	if err := executions.SetupWithManager(ctx, mgr); err != nil {
 		return err

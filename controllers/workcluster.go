@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -244,8 +245,10 @@ func remoteExecution(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 }
 
-// sweepCluster removes from a newly connected cluster the grants and Jobs of executions that no
-// longer exist: deleted while the cluster was unreachable or not registered.
+// sweepCluster removes from a connected cluster the grants and Jobs of executions that no longer
+// exist: deleted while the cluster was unreachable or not registered, or left by a manager that
+// stopped between two steps. It sweeps once the connection's cache has synced, then every
+// SweepInterval, for as long as the connection lasts.
 func (r *KubernetesExecutionReconciler) sweepCluster(c *RemoteCluster, cl cluster.Cluster) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -259,10 +262,17 @@ func (r *KubernetesExecutionReconciler) sweepCluster(c *RemoteCluster, cl cluste
 	if !cl.GetCache().WaitForCacheSync(ctx) {
 		return
 	}
-	sweeper := &GrantSweeper{Client: r.Client, APIReader: r.APIReader, Target: cl.GetClient()}
-	if n, err := sweeper.Sweep(ctx); err != nil {
-		ctrl.Log.WithName("clusters").Error(err, "sweeping the grants of a target cluster", "cluster", c.Name)
-	} else if n > 0 {
-		ctrl.Log.WithName("clusters").Info("removed grants and Jobs of executions that no longer exist", "cluster", c.Name, "objects", n)
+	interval := r.SweepInterval
+	if interval <= 0 {
+		interval = DefaultSweepInterval
 	}
+	sweeper := &GrantSweeper{Client: r.Client, APIReader: r.APIReader, Target: cl.GetClient()}
+	logger := ctrl.Log.WithName("clusters").WithValues("cluster", c.Name)
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		if n, err := sweeper.Sweep(ctx); err != nil && ctx.Err() == nil {
+			logger.Error(err, "sweeping the grants of a target cluster")
+		} else if n > 0 {
+			logger.Info("removed grants and Jobs of executions that no longer exist", "objects", n)
+		}
+	}, interval)
 }

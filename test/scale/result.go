@@ -208,3 +208,63 @@ func percentile(ds []time.Duration, p float64) float64 {
 	rank = max(0, min(rank, len(s)-1))
 	return float64(s[rank]) / float64(time.Millisecond)
 }
+
+// MultiReport is what the multi-cluster benchmark's results.json holds.
+type MultiReport struct {
+	Runs    []MultiResult `json:"runs"`
+	Machine string        `json:"machine"`
+	Date    string        `json:"date"`
+}
+
+// WriteMultiReport writes the multi-cluster runs to results.json in dir.
+func WriteMultiReport(dir string, runs []MultiResult) (string, error) {
+	host, _ := os.Hostname()
+	rep := MultiReport{Runs: runs, Machine: fmt.Sprintf("%s, %d CPUs", host, numCPU()), Date: time.Now().UTC().Format(time.RFC3339)}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "results.json")
+	return path, os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// PrintMultiTable prints a multi-cluster run's figures.
+func PrintMultiTable(w io.Writer, r MultiResult) {
+	_, _ = fmt.Fprintf(w, "n=%d executions per phase, %d target clusters\n\n", r.N, r.Clusters)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	_, _ = fmt.Fprintln(tw, "figure\ton the hub\tacross the targets\t")
+	row := func(name string, f func(Phase) string) {
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t\n", name, f(r.Local), f(r.Remote))
+	}
+	row("executions/s (all at once)", func(p Phase) string { return fmt.Sprintf("%.1f", p.ExecutionsPerSecond) })
+	row("  seconds", func(p Phase) string { return fmt.Sprintf("%.1f", p.Seconds) })
+	row("  succeeded / failed", func(p Phase) string { return fmt.Sprintf("%d / %d", p.Succeeded, p.Failed) })
+	row("created→ended p50 / p99 s", func(p Phase) string { return fmt.Sprintf("%.1f / %.1f", p.EndP50Ms/1000, p.EndP99Ms/1000) })
+	row("manager CPU seconds", func(p Phase) string { return fmt.Sprintf("%.1f", p.ManagerCPUSeconds) })
+	row("manager RSS MiB after", func(p Phase) string { return fmt.Sprintf("%.1f", p.After.RSSMiB) })
+	row("manager live heap MiB after", func(p Phase) string { return fmt.Sprintf("%.1f", p.After.HeapAllocMiB) })
+	_ = tw.Flush()
+
+	_, _ = fmt.Fprintln(w, "\nthe manager with target clusters connected, idle (after a forced garbage collection)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	_, _ = fmt.Fprintln(tw, "clusters\tRSS MiB\tlive heap MiB\theap in use MiB\tgoroutines\t")
+	for _, m := range r.Memory {
+		_, _ = fmt.Fprintf(tw, "%d\t%.1f\t%.2f\t%.2f\t%.0f\t\n", m.Clusters, m.RSSMiB, m.HeapAllocMiB, m.HeapInuseMiB, m.Goroutines)
+	}
+	_ = tw.Flush()
+	_, _ = fmt.Fprintf(w, "per connected cluster: %.2f MiB live heap, %.1f MiB RSS\n", r.HeapAllocMiBPerCluster, r.RSSMiBPerCluster)
+	_, _ = fmt.Fprintf(w, "Jobs on each target after the run: %v; grants left there: %d\n", r.JobsByCluster, r.GrantsLeft)
+
+	_, _ = fmt.Fprintln(w, "\nCPU seconds by process across the targets (processes of one name added up)")
+	procs := make([]string, 0, len(r.Remote.CPUByProcess))
+	for p := range r.Remote.CPUByProcess {
+		procs = append(procs, p)
+	}
+	sort.Slice(procs, func(i, j int) bool { return r.Remote.CPUByProcess[procs[i]] > r.Remote.CPUByProcess[procs[j]] })
+	for _, p := range procs {
+		_, _ = fmt.Fprintf(w, "  %-45s %8.1f (on the hub phase: %.1f)\n", p, r.Remote.CPUByProcess[p], r.Local.CPUByProcess[p])
+	}
+}

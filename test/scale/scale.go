@@ -180,7 +180,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	profileDone := mgr.profile(ctx, filepath.Join(dir, "manager-cpu.pprof"), 20*time.Second)
 	start := time.Now()
 	burst := names("b", cfg.N)
-	if err := createAll(ctx, k8s, namespaces, burst, cfg.Creators); err != nil {
+	if err := createAll(ctx, k8s, namespaces, burst, cfg.Creators, nil); err != nil {
 		return res, err
 	}
 	cfg.logf("created in %.1fs; waiting for them to end", time.Since(start).Seconds())
@@ -332,7 +332,7 @@ func createNamespaces(ctx context.Context, k8s client.Client, n int) ([]string, 
 	return out, nil
 }
 
-// execution is a benchmark execution of the no-op template, ending with outcome.
+// execution is a benchmark execution of the template, with parameters paramsJSON.
 func execution(ns, name, template, paramsJSON string) *v1alpha1.KubernetesExecution {
 	return &v1alpha1.KubernetesExecution{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -344,15 +344,20 @@ func execution(ns, name, template, paramsJSON string) *v1alpha1.KubernetesExecut
 	}
 }
 
-// createAll creates the executions with workers concurrent clients.
-func createAll(ctx context.Context, k8s client.Client, namespaces, names []string, workers int) error {
+// createAll creates the executions with workers concurrent clients; the i-th targets the cluster
+// cluster(i) names ("" for the executor's own), or the executor's own when cluster is nil.
+func createAll(ctx context.Context, k8s client.Client, namespaces, names []string, workers int, cluster func(i int) string) error {
 	work := make(chan int)
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for i := range work {
-				if err := k8s.Create(ctx, execution(namespaceOf(namespaces, i), names[i], NoopTemplate, `{"outcome":"ok"}`)); err != nil {
+				obj := execution(namespaceOf(namespaces, i), names[i], NoopTemplate, `{"outcome":"ok"}`)
+				if cluster != nil {
+					obj.Spec.Action.Target.Cluster = cluster(i)
+				}
+				if err := k8s.Create(ctx, obj); err != nil {
 					errs <- fmt.Errorf("creating %s: %w", names[i], err)
 					return
 				}
@@ -566,15 +571,26 @@ func (w *watcher) count(namespaces, names []string) (completed, failed int) {
 // jobLatencies returns, for each execution that has a Job, the time from the execution's
 // first sighting to its Job's.
 func (w *watcher) jobLatencies(namespaces, names []string) []time.Duration {
+	return w.latencies(namespaces, names, w.jobSeen)
+}
+
+// endLatencies returns, for each execution seen ended, the time from its first sighting to its
+// first sighting ended.
+func (w *watcher) endLatencies(namespaces, names []string) []time.Duration {
+	return w.latencies(namespaces, names, w.ended)
+}
+
+// latencies returns, for each execution with a time in to, that time less its first sighting.
+func (w *watcher) latencies(namespaces, names []string, to map[string]time.Time) []time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make([]time.Duration, 0, len(names))
 	for i, n := range names {
 		key := namespaceOf(namespaces, i) + "/" + n
 		c, ok1 := w.created[key]
-		j, ok2 := w.jobSeen[key]
+		t, ok2 := to[key]
 		if ok1 && ok2 {
-			out = append(out, j.Sub(c))
+			out = append(out, t.Sub(c))
 		}
 	}
 	return out
