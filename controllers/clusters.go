@@ -67,6 +67,8 @@ type RemoteCluster struct {
 
 	secret  types.NamespacedName
 	version string
+	// identities maps the hub's requesters to their names there; nil when they are the same.
+	identities *access.IdentityMap
 	// cl is nil until the cluster first answers: its cache needs the cluster's API to start.
 	cl   cluster.Cluster
 	ctx  context.Context
@@ -171,6 +173,22 @@ func (r *ClusterRegistry) Target(name string) (meta.RESTMapper, access.Creator, 
 	return cl.GetRESTMapper(), cl.GetClient(), true, ""
 }
 
+// Identity returns who user is on the cluster: themselves, or their mapped identity when the
+// cluster's Secret has an identity map; an error when the map does not name them (or the cluster
+// is not registered).
+func (r *ClusterRegistry) Identity(name string, user v1alpha1.UserInfo) (v1alpha1.UserInfo, error) {
+	c, ok := r.Get(name)
+	if !ok {
+		return v1alpha1.UserInfo{}, fmt.Errorf("the target cluster %q is not registered", name)
+	}
+	return c.Identity(user)
+}
+
+// Identity returns who user is on the cluster (see access.IdentityMap).
+func (c *RemoteCluster) Identity(user v1alpha1.UserInfo) (v1alpha1.UserInfo, error) {
+	return c.identities.Identity(user)
+}
+
 // Names lists the registered clusters, sorted.
 func (r *ClusterRegistry) Names() []string {
 	r.mu.RLock()
@@ -195,6 +213,12 @@ func (r *ClusterRegistry) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{}, err
 	}
 	name, cfg, err := r.restConfig(secret)
+	var identities *access.IdentityMap
+	if raw, ok := secret.Data[v1alpha1.ClusterSecretIdentities]; ok && err == nil {
+		if identities, err = access.ParseIdentityMap(raw); err != nil {
+			err = fmt.Errorf("data.%s: %w", v1alpha1.ClusterSecretIdentities, err)
+		}
+	}
 	if err == nil {
 		if other := r.bySecretName(name); other != nil && other.secret != req.NamespacedName {
 			err = fmt.Errorf("the cluster name %q is already registered by Secret %s", name, other.secret.Name)
@@ -214,7 +238,7 @@ func (r *ClusterRegistry) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	current := r.bySecret(req.NamespacedName)
 	if current == nil || current.version != version {
 		r.disconnect(ctx, req.NamespacedName)
-		current = r.register(name, req.NamespacedName, version)
+		current = r.register(name, req.NamespacedName, version, identities)
 	}
 	ready, message := r.probe(ctx, current, cfg)
 	clusterReady.WithLabelValues(name).Set(map[bool]float64{true: 1, false: 0}[ready])
@@ -260,8 +284,8 @@ func (r *ClusterRegistry) probe(ctx context.Context, c *RemoteCluster, cfg *rest
 }
 
 // register records a cluster, not yet connected.
-func (r *ClusterRegistry) register(name string, secret types.NamespacedName, version string) *RemoteCluster {
-	c := &RemoteCluster{Name: name, secret: secret, version: version}
+func (r *ClusterRegistry) register(name string, secret types.NamespacedName, version string, identities *access.IdentityMap) *RemoteCluster {
+	c := &RemoteCluster{Name: name, secret: secret, version: version, identities: identities}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.clusters == nil {

@@ -319,6 +319,77 @@ var _ = Describe("Target clusters registered as Secrets", Ordered, func() {
 			Expect(there(ctx, targetK8s, obj)(Default)).To(Equal([]int{0, 0, 0}))
 		})
 
+		It("checks a requester there as the identity the cluster's Secret maps them to, and refuses one the map does not name", func(ctx SpecContext) {
+			// The hub knows carol and dave; the target knows carol as carol-east and has a dave of
+			// its own, with the same rights, whom the map does not name.
+			carol, dave := "carol-"+ns, "dave-"+ns
+			data := hubCredentials(target.Config.Host)
+			data[v1alpha1.ClusterSecretIdentities] = []byte(fmt.Sprintf("users:\n  %s: carol-east\n", carol))
+			s := secret("cluster-mapped", data, map[string]string{v1alpha1.AnnotationClusterName: "mapped"})
+			Expect(k8s.Create(ctx, s)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, s))).To(Succeed()) })
+			Eventually(clusterReady).WithArguments("mapped").Should(BeEquivalentTo(1))
+
+			deploymentRights := rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"}}
+			executeRight := rbacv1.PolicyRule{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"clusters"}, ResourceNames: []string{"mapped"}, Verbs: []string{"execute"}}
+			for _, u := range []string{"carol-east", dave} {
+				Expect(e2eutil.GrantUser(ctx, targetK8s, u, ns, deploymentRights)).To(Succeed())
+			}
+			// nothingThere checks that obj has no Job, ServiceAccount or grant there (carol's first
+			// Job is kept for its TTL in the same namespace).
+			nothingThere := func(ctx context.Context, obj *v1alpha1.KubernetesExecution) {
+				GinkgoHelper()
+				Expect(there(ctx, targetK8s, obj)(Default)[1:]).To(Equal([]int{0, 0}), "no ServiceAccount or grant there")
+				err := targetK8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: obj.Name + "-1"}, &batchv1.Job{})
+				Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no Job there: %v", err)
+			}
+			var tenants []*tenant
+			for _, u := range []string{carol, dave} {
+				t := newTenant(ctx, u, []rbacv1.PolicyRule{executionRights}, ns)
+				Expect(e2eutil.GrantUser(ctx, k8s, u, "", executeRight)).To(Succeed())
+				tenants = append(tenants, t)
+			}
+
+			By("carol, mapped to carol-east, who may act there")
+			obj := remote("as-carol-east", `{}`, "mapped")
+			Expect(tenants[0].c.Create(ctx, obj)).To(Succeed())
+			Eventually(phaseOf(ctx, obj), time.Minute).Should(Equal(v1alpha1.PhaseCompleted))
+
+			By("dave, whom the map does not name, though a dave there may act")
+			obj = remote("as-dave", `{}`, "mapped")
+			Expect(tenants[1].c.Create(ctx, obj)).To(Succeed())
+			Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))
+			got := get(ctx, obj)(Default)
+			Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonRequesterForbidden))
+			Expect(readyCondition(got).Message).To(ContainSubstring(fmt.Sprintf(
+				`the requester %s has no identity on cluster "mapped": the identity map of its Secret names neither %s nor any of their groups`, dave, dave)))
+			nothingThere(ctx, obj)
+
+			By("carol again, once carol-east has lost the right there")
+			Expect(targetK8s.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grant-carol-east"}})).To(Succeed())
+			obj = remote("as-carol-east-again", `{}`, "mapped")
+			Expect(tenants[0].c.Create(ctx, obj)).To(Succeed())
+			Eventually(phaseOf(ctx, obj)).Should(Equal(v1alpha1.PhaseFailed))
+			got = get(ctx, obj)(Default)
+			Expect(readyCondition(got).Reason).To(Equal(v1alpha1.ReasonRequesterForbidden))
+			Expect(readyCondition(got).Message).To(ContainSubstring(fmt.Sprintf(`the requester %s (as carol-east on cluster "mapped") may no longer get deployments.apps "web"`, carol)))
+			nothingThere(ctx, obj)
+		})
+
+		It("refuses a cluster Secret whose identity map is invalid, saying why", func(ctx SpecContext) {
+			data := hubCredentials(target.Config.Host)
+			data[v1alpha1.ClusterSecretIdentities] = []byte("groups:\n  sre: system:masters\n")
+			s := secret("cluster-bad-map", data, nil)
+			Expect(k8s.Create(ctx, s)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, s))).To(Succeed()) })
+			Eventually(func(g Gomega) {
+				reasons, notes := clusterEvents(ctx, g, s.Name)
+				g.Expect(reasons).To(ContainElement(controllers.ReasonClusterInvalid))
+				g.Expect(notes).To(ContainElement(ContainSubstring("data.identities: groups[sre]: Forbidden: requesters must not be mapped to system:masters")))
+			}).Should(Succeed())
+			Expect(clusterReady("cluster-bad-map")).To(BeEquivalentTo(-1))
+		})
+
 		It("observes a Job that ran while its cluster was cut off, once it answers again, and never starts it twice", func(ctx SpecContext) {
 			// The network between the executor and the cluster: cut, then restored on the same address.
 			apiAddr := strings.TrimSuffix(strings.TrimPrefix(target.Config.Host, "https://"), "/")

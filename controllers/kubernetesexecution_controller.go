@@ -272,7 +272,7 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 	perms := grant.Permissions()
 	if w.remote() {
 		// The requester must still be allowed to act in the cluster, here; then the target
-		// cluster's API server judges the same username's rights there.
+		// cluster's API server judges their rights there, under their name there.
 		missing, err := access.Missing(ctx, reviewer, requester, []grants.Permission{access.ExecuteOnCluster(w.name)})
 		if err != nil {
 			return err
@@ -283,6 +283,11 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 			return nil
 		}
 		reviewer = w.Client
+		if requester, err = w.cluster.Identity(requester); err != nil {
+			failExecution(obj, v1alpha1.ReasonRequesterForbidden, fmt.Sprintf("attempt %d was not started: the requester %s has no identity on cluster %q: %v",
+				number, obj.Spec.Admission.Requester.Username, w.name, err), now)
+			return nil
+		}
 	}
 	missing, err := access.Missing(ctx, reviewer, requester, perms)
 	if err != nil {
@@ -290,7 +295,7 @@ func (r *KubernetesExecutionReconciler) startAttempt(ctx context.Context, obj *v
 	}
 	if len(missing) > 0 {
 		failExecution(obj, v1alpha1.ReasonRequesterForbidden, fmt.Sprintf("attempt %d was not started: the requester %s may no longer %s",
-			number, requester.Username, access.Describe(missing)), now)
+			number, access.DescribeAs(obj.Spec.Admission.Requester, requester, w.name), access.Describe(missing)), now)
 		return nil
 	}
 	if gone, err := w.targetGone(ctx, grant.Target); err != nil {

@@ -34,6 +34,8 @@ import (
 type workCluster struct {
 	// name is the target cluster's, "" for the executor's own.
 	name string
+	// cluster is the target cluster, nil for the executor's own.
+	cluster *RemoteCluster
 	// Client reads from the cluster's cache and writes to it.
 	client.Client
 	// APIReader reads from the cluster's API server.
@@ -79,7 +81,7 @@ func (r *KubernetesExecutionReconciler) workClusterFor(obj *v1alpha1.KubernetesE
 		}
 		return nil, fmt.Sprintf("the target cluster %q is unreachable: %s", name, message), true
 	}
-	return &workCluster{name: name, Client: cl.GetClient(), APIReader: cl.GetAPIReader()}, "", true
+	return &workCluster{name: name, cluster: remote, Client: cl.GetClient(), APIReader: cl.GetAPIReader()}, "", true
 }
 
 // clusterFailure ends or holds an execution whose target cluster cannot be used: one whose

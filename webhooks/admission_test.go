@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,7 @@ import (
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 	"github.com/kubernaut/kubernaut-executor/test/e2eutil"
+	"github.com/kubernaut/kubernaut-executor/test/localcluster"
 )
 
 // keywordsTemplate uses every JSON Schema keyword the predefined templates use.
@@ -355,6 +357,74 @@ var _ = Describe("Admission through kubectl", Ordered, ContinueOnFailure, func()
 		Expect(err).To(HaveOccurred(), out)
 		Expect(out).To(ContainSubstring(`spec.action.target.cluster: Forbidden: bob may not execute on cluster "nowhere": that takes the verb execute on clusters.kubernetesexecution.kubernaut.io named "nowhere"`))
 		noJobs(ctx, ns)
+	})
+
+	It("checks a requester's rights on a target cluster as the identity its Secret maps them to, and rejects one it does not name", func(ctx SpecContext) {
+		target, err := e2eutil.StartClusterWith(ctx, "east", localcluster.Options{CRDDirs: []string{}})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { Expect(target.Stop()).To(Succeed()) })
+		targetK8s, err := client.New(target.Config, client.Options{Scheme: k8s.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		config := filepath.Join(e2eutil.RepoRoot(), "config")
+		out, err := e2eutil.Kubectl(target.Kubeconfig, "", "apply", "-f", filepath.Join(config, "rbac", "namespace.yaml"),
+			"-f", filepath.Join(config, "rbac", "ceiling.yaml"), "-f", filepath.Join(config, "target", "target.yaml"))
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(targetK8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		Expect(targetK8s.Create(ctx, e2eutil.IdleDeployment(ns, "web"))).To(Succeed())
+		token := &corev1.Secret{}
+		Eventually(func(g Gomega) {
+			g.Expect(targetK8s.Get(ctx, client.ObjectKey{Namespace: e2eutil.Namespace, Name: "kubernaut-executor-hub-token"}, token)).To(Succeed())
+			g.Expect(token.Data).To(HaveKey("token"))
+		}).Should(Succeed())
+
+		inEast := func(name string) string {
+			return strings.Replace(execution(ns, name, "keywords", `{replicas: 1}`, ""), "resourceName: web}", "resourceName: web, cluster: east}", 1)
+		}
+		// erin is erin-east there; frank is not in the map, though a frank there has the same rights.
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: e2eutil.Namespace, Name: "east", Labels: map[string]string{v1alpha1.LabelCluster: "true"}},
+			Data: map[string][]byte{
+				v1alpha1.ClusterSecretServer: []byte(target.Config.Host), v1alpha1.ClusterSecretCA: token.Data["ca.crt"],
+				v1alpha1.ClusterSecretToken: token.Data["token"], v1alpha1.ClusterSecretIdentities: []byte("users:\n  erin: erin-east\n"),
+			},
+		}
+		Expect(k8s.Create(ctx, secret)).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) {
+			Expect(k8s.Delete(ctx, secret)).To(Succeed())
+			// Later specs expect no cluster to be registered.
+			Eventually(func() string {
+				out, _ := apply(inEast("probe"), "--dry-run=server")
+				return out
+			}).Should(ContainSubstring("no such target cluster; registered: []"))
+		})
+		deployments := rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"}}
+		for _, u := range []string{"erin", "frank"} {
+			Expect(e2eutil.GrantUser(ctx, k8s, u, ns, rbacv1.PolicyRule{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"kubernetesexecutions"}, Verbs: []string{"create", "get"}})).To(Succeed())
+			Expect(e2eutil.GrantUser(ctx, k8s, u, "", rbacv1.PolicyRule{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"clusters"}, ResourceNames: []string{"east"}, Verbs: []string{"execute"}})).To(Succeed())
+		}
+		for _, u := range []string{"erin-east", "frank"} {
+			Expect(e2eutil.GrantUser(ctx, targetK8s, u, ns, deployments)).To(Succeed())
+		}
+
+		By("erin, checked there as erin-east (a server-side dry run: every webhook runs, nothing is stored)")
+		Eventually(func() (string, error) {
+			return e2eutil.Kubectl(cluster.Kubeconfig, inEast("as-erin"), "create", "--dry-run=server", "--as=erin", "-f", "-")
+		}).Should(ContainSubstring("created (server dry run)"))
+
+		By("frank, whom the map does not name")
+		out, err = e2eutil.Kubectl(cluster.Kubeconfig, inEast("bad-frank"), "create", "--as=frank", "-f", "-")
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`spec.action.target.cluster: Forbidden: frank has no identity on cluster "east": the identity map of its Secret names neither frank nor any of their groups`))
+
+		By("erin, once erin-east has lost the right there")
+		Expect(targetK8s.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grant-erin-east"}})).To(Succeed())
+		out, err = e2eutil.Kubectl(cluster.Kubeconfig, inEast("bad-erin"), "create", "--as=erin", "-f", "-")
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`spec.action.target: Forbidden: erin (as erin-east on cluster "east") may not get deployments.apps "web" in namespace ` + ns))
+		noJobs(ctx, ns)
+		jobs := &batchv1.JobList{}
+		Expect(targetK8s.List(ctx, jobs, client.InNamespace(ns))).To(Succeed())
+		Expect(jobs.Items).To(BeEmpty(), "no Job on the target")
 	})
 
 	It("rejects an execution of a template that is not ready", func(ctx SpecContext) {

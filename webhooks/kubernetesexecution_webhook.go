@@ -53,6 +53,9 @@ type Clusters interface {
 	Target(name string) (mapper meta.RESTMapper, reviewer access.Creator, registered bool, why string)
 	// Names lists the registered clusters.
 	Names() []string
+	// Identity returns who user is on the cluster called name: themselves, or the identity its
+	// Secret's identity map gives them; an error when the map does not name them.
+	Identity(name string, user v1alpha1.UserInfo) (v1alpha1.UserInfo, error)
 }
 
 var clusterPath = field.NewPath("spec", "action", "target", "cluster")
@@ -134,15 +137,22 @@ func (v *KubernetesExecutionValidator) validate(ctx context.Context, obj *v1alph
 	grant, grantErrs := grants.Compute(mapper, tpl, obj.Spec.Action.Target, obj.Namespace)
 	errs = append(errs, grantErrs...)
 	if user != nil && len(grantErrs) == 0 {
-		// In a target cluster, its API server judges the same username's rights there.
-		missing, err := access.Missing(ctx, reviewer, *user, grant.Permissions())
+		// In a target cluster, its API server judges the requester's rights there, under the
+		// name the cluster knows them by.
+		there, name := *user, obj.Spec.Action.Target.Cluster
+		if name != "" {
+			if there, err = v.Clusters.Identity(name, *user); err != nil {
+				return invalid(obj, append(errs, field.Forbidden(clusterPath, fmt.Sprintf("%s has no identity on cluster %q: %v", user.Username, name, err))))
+			}
+		}
+		missing, err := access.Missing(ctx, reviewer, there, grant.Permissions())
 		if err != nil {
 			return apierrors.NewInternalError(err)
 		}
 		if len(missing) > 0 {
 			errs = append(errs, field.Forbidden(field.NewPath("spec", "action", "target"), fmt.Sprintf(
 				"%s may not %s, which action %q would be granted on %s; the executor acts for no one beyond their own rights",
-				user.Username, access.Describe(missing), tpl.Name, describeTarget(obj))))
+				access.DescribeAs(*user, there, name), access.Describe(missing), tpl.Name, describeTarget(obj))))
 		}
 	}
 	if len(errs) > 0 {

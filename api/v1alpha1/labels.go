@@ -83,4 +83,9 @@ const (
 	ClusterSecretServer = "server"
 	ClusterSecretCA     = "ca.crt"
 	ClusterSecretToken  = "token"
+	// ClusterSecretIdentities is the optional key of a cluster Secret that maps the hub's users
+	// and groups to the identities the target cluster knows them by (YAML: users and groups, each
+	// a map from the hub's name to the target's). With it, a requester is checked there as the
+	// mapped identity, and one the map does not name is refused.
+	ClusterSecretIdentities = "identities"
 )
