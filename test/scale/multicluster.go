@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
@@ -113,14 +111,8 @@ func RunMultiCluster(ctx context.Context, cfg MultiConfig) (res MultiResult, err
 	if cfg.Clusters < 1 {
 		return res, errors.New("the multi-cluster benchmark needs at least one target cluster")
 	}
-	dir, err := filepath.Abs(filepath.Join(cfg.WorkDir, fmt.Sprintf("n%d-clusters%d", cfg.N, cfg.Clusters)))
+	dir, err := runDir(cfg.WorkDir, fmt.Sprintf("n%d-clusters%d", cfg.N, cfg.Clusters))
 	if err != nil {
-		return res, err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return res, err
-	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return res, err
 	}
 
@@ -154,19 +146,7 @@ func RunMultiCluster(ctx context.Context, cfg MultiConfig) (res MultiResult, err
 		}()
 	}
 
-	admin := rest.CopyConfig(hub.Config)
-	admin.QPS, admin.Burst = -1, 0
-	k8s, err := client.New(admin, client.Options{Scheme: e2eutil.Scheme()})
-	if err != nil {
-		return res, err
-	}
-	if err := e2eutil.InstallRBAC(ctx, hub, k8s); err != nil {
-		return res, err
-	}
-	if out, err := e2eutil.Kubectl(hub.Kubeconfig, ceilingFragment, "apply", "-f", "-"); err != nil {
-		return res, fmt.Errorf("applying the benchmark's ceiling fragment: %w: %s", err, out)
-	}
-	namespaces, err := createNamespaces(ctx, k8s, cfg.Namespaces)
+	admin, k8s, namespaces, err := installExecutor(ctx, hub, cfg.Namespaces)
 	if err != nil {
 		return res, err
 	}

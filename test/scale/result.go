@@ -114,8 +114,12 @@ func WriteReport(dir string, runs []Result) (string, error) {
 	}
 	largest := slices.MaxFunc(runs, func(a, b Result) int { return a.N - b.N })
 	host, _ := os.Hostname()
-	rep := Report{Result: largest, Runs: runs, Machine: fmt.Sprintf("%s, %d CPUs", host, numCPU()), Date: time.Now().UTC().Format(time.RFC3339)}
-	b, err := json.MarshalIndent(rep, "", "  ")
+	return writeResults(dir, Report{Result: largest, Runs: runs, Machine: fmt.Sprintf("%s, %d CPUs", host, numCPU()), Date: time.Now().UTC().Format(time.RFC3339)})
+}
+
+// writeResults writes report as results.json in dir and returns its path.
+func writeResults(dir string, report any) (string, error) {
+	b, err := json.MarshalIndent(report, "", "  ")
 	if err != nil {
 		return "", err
 	}
@@ -219,16 +223,7 @@ type MultiReport struct {
 // WriteMultiReport writes the multi-cluster runs to results.json in dir.
 func WriteMultiReport(dir string, runs []MultiResult) (string, error) {
 	host, _ := os.Hostname()
-	rep := MultiReport{Runs: runs, Machine: fmt.Sprintf("%s, %d CPUs", host, numCPU()), Date: time.Now().UTC().Format(time.RFC3339)}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "results.json")
-	return path, os.WriteFile(path, append(b, '\n'), 0o600)
+	return writeResults(dir, MultiReport{Runs: runs, Machine: fmt.Sprintf("%s, %d CPUs", host, numCPU()), Date: time.Now().UTC().Format(time.RFC3339)})
 }
 
 // PrintMultiTable prints a multi-cluster run's figures.

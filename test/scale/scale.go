@@ -85,14 +85,8 @@ rules:
 // Run runs the benchmark once on a new local control plane and returns its figures.
 func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	res = Result{N: cfg.N, Rate: cfg.Rate, AdmissionClients: cfg.AdmissionClients}
-	dir, err := filepath.Abs(filepath.Join(cfg.WorkDir, fmt.Sprintf("n%d", cfg.N)))
+	dir, err := runDir(cfg.WorkDir, fmt.Sprintf("n%d", cfg.N))
 	if err != nil {
-		return res, err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return res, err
-	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return res, err
 	}
 	policy := filepath.Join(dir, "audit-policy.yaml")
@@ -124,19 +118,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		}
 	}()
 
-	admin := rest.CopyConfig(c.Config)
-	admin.QPS, admin.Burst = -1, 0 // the benchmark's clients are not rate limited
-	k8s, err := client.New(admin, client.Options{Scheme: e2eutil.Scheme()})
-	if err != nil {
-		return res, err
-	}
-	if err := e2eutil.InstallRBAC(ctx, c, k8s); err != nil {
-		return res, err
-	}
-	if out, err := e2eutil.Kubectl(c.Kubeconfig, ceilingFragment, "apply", "-f", "-"); err != nil {
-		return res, fmt.Errorf("applying the benchmark's ceiling fragment: %w: %s", err, out)
-	}
-	namespaces, err := createNamespaces(ctx, k8s, cfg.Namespaces)
+	admin, k8s, namespaces, err := installExecutor(ctx, c, cfg.Namespaces)
 	if err != nil {
 		return res, err
 	}
@@ -282,6 +264,42 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	res.BaselineClusterExecutionsPerSecond = float64(units) / elapsed.Seconds()
 	cfg.logf("baseline %.1f executions/s, cluster baseline %.1f executions/s", res.BaselineExecutionsPerSecond, res.BaselineClusterExecutionsPerSecond)
 	return res, nil
+}
+
+// runDir makes an empty folder name in workDir for a run's files and returns its absolute path.
+func runDir(workDir, name string) (string, error) {
+	dir, err := filepath.Abs(filepath.Join(workDir, name))
+	if err != nil {
+		return "", err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	return dir, os.MkdirAll(dir, 0o750)
+}
+
+// installExecutor installs on c what the manager needs (config/rbac and config/predefined) and
+// the benchmark's ceiling fragment, and creates the benchmark's namespaces with their target
+// ConfigMaps. It returns the administrator's client config, without a client-side rate limit
+// (the benchmark's clients are not limited), a client for it, and the namespaces.
+func installExecutor(ctx context.Context, c *localcluster.Cluster, namespaces int) (*rest.Config, client.Client, []string, error) {
+	admin := rest.CopyConfig(c.Config)
+	admin.QPS, admin.Burst = -1, 0
+	k8s, err := client.New(admin, client.Options{Scheme: e2eutil.Scheme()})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := e2eutil.InstallRBAC(ctx, c, k8s); err != nil {
+		return nil, nil, nil, err
+	}
+	if out, err := e2eutil.Kubectl(c.Kubeconfig, ceilingFragment, "apply", "-f", "-"); err != nil {
+		return nil, nil, nil, fmt.Errorf("applying the benchmark's ceiling fragment: %w: %s", err, out)
+	}
+	names, err := createNamespaces(ctx, k8s, namespaces)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return admin, k8s, names, nil
 }
 
 // runBaseline runs a baseline of units executions with cfg.Creators writers, within cfg.Timeout.
