@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
 	"github.com/kubernaut/kubernaut-executor/api/v1alpha1"
 )
@@ -39,7 +40,12 @@ in its namespace): each cluster's name, its Secret, and what the executor last s
 		if err != nil {
 			return err
 		}
-		secrets, err := cs.CoreV1().Secrets(executorNamespace).List(cmd.Context(), metav1.ListOptions{
+		meta, err := metadata.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		// The Secrets' metadata only: their credentials never leave the API server.
+		secrets, err := meta.Resource(corev1.SchemeGroupVersion.WithResource("secrets")).Namespace(executorNamespace).List(cmd.Context(), metav1.ListOptions{
 			LabelSelector: labels.SelectorFromSet(labels.Set{v1alpha1.LabelCluster: "true"}).String(),
 		})
 		if err != nil {
@@ -62,7 +68,7 @@ type clusterRow struct {
 
 // clusterRows pairs each cluster Secret with the executor's latest Event about it, sorted by
 // cluster name. A Secret the executor has said nothing about yet is Unknown.
-func clusterRows(secrets []corev1.Secret, events []eventsv1.Event) []clusterRow {
+func clusterRows(secrets []metav1.PartialObjectMetadata, events []eventsv1.Event) []clusterRow {
 	latest := map[string]*eventsv1.Event{}
 	for i := range events {
 		e := &events[i]

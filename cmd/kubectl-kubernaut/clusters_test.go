@@ -14,8 +14,8 @@ import (
 
 func TestClusterRows(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	secret := func(name, cluster string) corev1.Secret {
-		s := corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(t0)}}
+	secret := func(name, cluster string) metav1.PartialObjectMetadata {
+		s := metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(t0)}}
 		if cluster != "" {
 			s.Annotations = map[string]string{v1alpha1.AnnotationClusterName: cluster}
 		}
@@ -25,7 +25,7 @@ func TestClusterRows(t *testing.T) {
 		return eventsv1.Event{Regarding: corev1.ObjectReference{Kind: "Secret", Name: secret}, Reason: reason, Note: note, EventTime: metav1.NewMicroTime(at)}
 	}
 	rows := clusterRows(
-		[]corev1.Secret{secret("cluster-west", "west"), secret("east", ""), secret("cluster-new", "new")},
+		[]metav1.PartialObjectMetadata{secret("cluster-west", "west"), secret("east", ""), secret("cluster-new", "new")},
 		[]eventsv1.Event{
 			event("east", "ClusterReady", "Cluster east is connected", t0.Add(time.Minute)),
 			event("east", "ClusterUnreachable", "Cluster east is unreachable: timeout", t0.Add(3*time.Minute)),
