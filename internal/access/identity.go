@@ -25,6 +25,12 @@ type IdentityMap struct {
 // make every one of them an administrator of the target in the executor's eyes.
 const mastersGroup = "system:masters"
 
+// everyone reports whether group is one Kubernetes puts every user, or every ServiceAccount of
+// every namespace, in.
+func everyone(group string) bool {
+	return group == "system:authenticated" || group == "system:unauthenticated" || group == "system:serviceaccounts"
+}
+
 // ParseIdentityMap reads an identity map, strictly: unknown keys, empty names and a mapping to
 // system:masters are errors naming the entry.
 func ParseIdentityMap(raw []byte) (*IdentityMap, error) {
@@ -44,6 +50,8 @@ func ParseIdentityMap(raw []byte) (*IdentityMap, error) {
 				errs = append(errs, field.Invalid(field.NewPath(part.name), from, "a hub name must not be empty"))
 			case to == "":
 				errs = append(errs, field.Required(p, "the name on the target cluster"))
+			case part.name == "groups" && everyone(from):
+				errs = append(errs, field.Forbidden(p, "a group every user (or every ServiceAccount) is in would give everyone an identity on the target"))
 			case part.name == "groups" && to == mastersGroup:
 				errs = append(errs, field.Forbidden(p, "requesters must not be mapped to "+mastersGroup+", which bypasses authorization"))
 			}

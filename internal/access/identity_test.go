@@ -59,8 +59,10 @@ groups:
 
 func TestParseIdentityMapRefuses(t *testing.T) {
 	for raw, want := range map[string]string{
-		`users: {alice: ""}`:               `users[alice]: Required value`,
-		`groups: {sre: system:masters}`:    `groups[sre]: Forbidden: requesters must not be mapped to system:masters`,
+		`users: {alice: ""}`:                        `users[alice]: Required value`,
+		`groups: {sre: system:masters}`:             `groups[sre]: Forbidden: requesters must not be mapped to system:masters`,
+		`groups: {system:authenticated: east-sre}`:  `groups[system:authenticated]: Forbidden: a group every user`,
+		`groups: {system:serviceaccounts: east-ci}`: `groups[system:serviceaccounts]: Forbidden`,
 		`{}`:                               `users: Required value: an identity map maps at least one user or group`,
 		`users: {alice: a}` + "\nroles: x": `unknown field "roles"`,
 		`users: [alice]`:                   `cannot unmarshal`,
